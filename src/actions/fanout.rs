@@ -1,0 +1,311 @@
+//! Fan-out: one frame to many connections through the [`Push`] transport, with
+//! bounded concurrency, per-recipient retries and pruning of gone connections.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::Semaphore;
+
+use crate::backend::{BackendError, Connection, Connections, ErrorKind, Push};
+use crate::telemetry::Metrics;
+
+/// How one recipient's delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Posted.
+    Ok,
+    /// 410 Gone: the connection is closed; its item was pruned.
+    Gone,
+    /// Still throttled after every retry.
+    Throttled,
+    /// Failed for another reason (after retries where retriable).
+    Failed,
+}
+
+impl Delivery {
+    fn label(self) -> &'static str {
+        match self {
+            Delivery::Ok => "ok",
+            Delivery::Gone => "gone",
+            Delivery::Throttled => "throttled",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// Counts of a fan-out's outcomes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutReport {
+    /// Delivered.
+    pub ok: u64,
+    /// Gone (and pruned where the item still matched).
+    pub gone: u64,
+    /// Throttled after all retries.
+    pub throttled: u64,
+    /// Failed otherwise.
+    pub failed: u64,
+}
+
+impl FanoutReport {
+    fn add(&mut self, d: Delivery) {
+        match d {
+            Delivery::Ok => self.ok += 1,
+            Delivery::Gone => self.gone += 1,
+            Delivery::Throttled => self.throttled += 1,
+            Delivery::Failed => self.failed += 1,
+        }
+    }
+
+    /// Recipients attempted.
+    pub fn total(&self) -> u64 {
+        self.ok + self.gone + self.throttled + self.failed
+    }
+}
+
+/// Retry policy for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: usize,
+    /// First delay; doubles each time, with jitter.
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delays(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.base)
+            .with_max_delay(self.max)
+            .with_max_times(self.retries)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// Delivers frames; shared by every message being handled, so its semaphore
+/// bounds the posts in flight for the whole process.
+#[derive(Clone)]
+pub struct Fanout {
+    push: Arc<dyn Push>,
+    connections: Arc<dyn Connections>,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    retry: RetryPolicy,
+    metrics: Arc<Metrics>,
+}
+
+impl Fanout {
+    /// At most `concurrency` posts in flight at once.
+    pub fn new(
+        push: Arc<dyn Push>,
+        connections: Arc<dyn Connections>,
+        concurrency: usize,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let concurrency = concurrency.max(1);
+        Fanout {
+            push,
+            connections,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            retry,
+            metrics,
+        }
+    }
+
+    /// The connections table this fan-out reads and prunes.
+    pub fn connections(&self) -> &Arc<dyn Connections> {
+        &self.connections
+    }
+
+    /// To every connection of `session_id` except `exclude`. Pages of the
+    /// session's connections are read one ahead while earlier recipients are
+    /// being delivered. Fails only if reading the connections fails.
+    pub async fn to_session(
+        &self,
+        endpoint: &str,
+        session_id: &str,
+        frame: Bytes,
+        exclude: Option<&str>,
+    ) -> Result<FanoutReport, BackendError> {
+        let mut report = FanoutReport::default();
+        let mut waiting: VecDeque<Connection> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut next_page = Some(self.connections.by_session(session_id, None));
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(c) = waiting.pop_front() else { break };
+                in_flight.push(self.deliver(endpoint, c, frame.clone()));
+            }
+            let want_page = next_page.is_some() && waiting.len() < self.concurrency;
+            if in_flight.is_empty() && !want_page {
+                return Ok(report);
+            }
+            tokio::select! {
+                Some(d) = in_flight.next(), if !in_flight.is_empty() => report.add(d),
+                page = async {
+                    match next_page.as_mut() {
+                        Some(p) => p.await,
+                        None => std::future::pending().await,
+                    }
+                }, if want_page => {
+                    let page = page?;
+                    next_page = page
+                        .next
+                        .map(|cursor| self.connections.by_session(session_id, Some(cursor)));
+                    waiting.extend(
+                        page.items
+                            .into_iter()
+                            .filter(|c| Some(c.connection_id.as_str()) != exclude),
+                    );
+                }
+            }
+        }
+    }
+
+    /// To the given connections.
+    pub async fn to_connections(
+        &self,
+        endpoint: &str,
+        recipients: Vec<Connection>,
+        frame: Bytes,
+    ) -> FanoutReport {
+        let mut report = FanoutReport::default();
+        let mut waiting = recipients.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.concurrency {
+                let Some(c) = waiting.next() else { break };
+                in_flight.push(self.deliver(endpoint, c, frame.clone()));
+            }
+            match in_flight.next().await {
+                Some(d) => report.add(d),
+                None => return report,
+            }
+        }
+    }
+
+    /// To one connection known only by id (the sender). If it is gone, its item
+    /// is looked up and pruned.
+    pub async fn to_connection_id(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        frame: Bytes,
+    ) -> Delivery {
+        let d = self.post_with_retries(endpoint, connection_id, frame).await;
+        if d == Delivery::Gone {
+            match self.connections.get(connection_id).await {
+                Ok(Some(c)) => self.prune(&c).await,
+                Ok(None) => {}
+                Err(e) => self.prune_failed(connection_id, &e),
+            }
+        }
+        self.metrics
+            .deliveries
+            .with_label_values(&[d.label()])
+            .inc();
+        d
+    }
+
+    /// Posts to one recipient; on 410 prunes exactly that connection item.
+    async fn deliver(&self, endpoint: &str, conn: Connection, frame: Bytes) -> Delivery {
+        let d = self
+            .post_with_retries(endpoint, &conn.connection_id, frame)
+            .await;
+        if d == Delivery::Gone {
+            self.prune(&conn).await;
+        }
+        self.metrics
+            .deliveries
+            .with_label_values(&[d.label()])
+            .inc();
+        d
+    }
+
+    async fn post_with_retries(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        frame: Bytes,
+    ) -> Delivery {
+        let mut delays = self.retry.delays();
+        loop {
+            let result = {
+                // Closed only if the Fanout is dropped, which cannot happen while
+                // `self` is borrowed.
+                let _permit = self.permits.acquire().await.ok();
+                let started = Instant::now();
+                let r = self.push.post(endpoint, connection_id, frame.clone()).await;
+                self.metrics
+                    .delivery_duration
+                    .observe(started.elapsed().as_secs_f64());
+                r
+            };
+            let err = match result {
+                Ok(()) => return Delivery::Ok,
+                Err(e) if e.kind == ErrorKind::Gone => return Delivery::Gone,
+                Err(e) => e,
+            };
+            if err.is_retriable() {
+                if let Some(delay) = delays.next() {
+                    self.metrics
+                        .delivery_retries
+                        .with_label_values(&[err.kind.as_str()])
+                        .inc();
+                    tracing::debug!(connection_id, error = %err, ?delay, "retrying delivery");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            tracing::warn!(connection_id, error = %err, "delivery failed");
+            return if err.kind == ErrorKind::Throttled {
+                Delivery::Throttled
+            } else {
+                Delivery::Failed
+            };
+        }
+    }
+
+    /// Deletes exactly this connection item (same id, session and connect time),
+    /// never another one.
+    async fn prune(&self, conn: &Connection) {
+        match self.connections.delete_if_same(conn).await {
+            Ok(true) => {
+                self.metrics.connections_pruned.inc();
+                tracing::info!(connection_id = %conn.connection_id, "pruned gone connection");
+            }
+            Ok(false) => {
+                tracing::debug!(connection_id = %conn.connection_id, "gone connection already removed")
+            }
+            Err(e) => self.prune_failed(&conn.connection_id, &e),
+        }
+    }
+
+    fn prune_failed(&self, connection_id: &str, e: &BackendError) {
+        self.metrics
+            .backend_errors
+            .with_label_values(&["prune", e.kind.as_str()])
+            .inc();
+        tracing::warn!(connection_id, error = %e, "could not prune gone connection");
+    }
+}

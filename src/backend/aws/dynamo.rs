@@ -1,0 +1,373 @@
+//! [`Connections`] and [`Messages`] on DynamoDB (table layout in `migrations/`).
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::classify;
+use crate::backend::{
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredMessage,
+};
+use crate::envelope::Sender;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// GSI on `sessionId` (DESIGN.md).
+pub const BY_SESSION_INDEX: &str = "bySession";
+/// GSI on `userId` (DESIGN.md).
+pub const BY_USER_INDEX: &str = "byUser";
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map(|f| f as i64)
+}
+
+fn bad_item(op: &'static str, what: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::Validation,
+        op,
+        format!("stored item has no {what}"),
+    )
+}
+
+/// Encodes a LastEvaluatedKey (string attributes only, as in our tables) as an
+/// opaque cursor.
+fn encode_cursor(key: &Item) -> Option<String> {
+    let map: HashMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_s().ok()?.as_str())))
+        .collect();
+    serde_json::to_string(&map).ok()
+}
+
+fn decode_cursor(op: &'static str, cursor: &str) -> Result<Item> {
+    let map: HashMap<String, String> = serde_json::from_str(cursor)
+        .map_err(|e| BackendError::new(ErrorKind::Validation, op, format!("bad cursor: {e}")))?;
+    Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+/// The connections table.
+#[derive(Clone, Debug)]
+pub struct DynamoConnections {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    page_size: Option<u32>,
+}
+
+impl DynamoConnections {
+    /// Table `table`; each Query page holds at most `page_size` items.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, page_size: Option<u32>) -> Self {
+        DynamoConnections {
+            client,
+            table,
+            page_size,
+        }
+    }
+
+    fn to_item(c: &Connection) -> Item {
+        let mut item = Item::from([
+            ("connectionId".into(), s(&c.connection_id)),
+            ("sessionId".into(), s(&c.session_id)),
+            ("connectedAt".into(), n(c.connected_at)),
+            ("expiresAt".into(), n(c.expires_at)),
+        ]);
+        let optional = [
+            ("userId", &c.user_id),
+            ("domainName", &c.domain_name),
+            ("stage", &c.stage),
+            ("sourceIp", &c.source_ip),
+        ];
+        for (k, v) in optional {
+            // An empty string cannot be a GSI key in DynamoDB: leave it out.
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                item.insert(k.into(), s(v));
+            }
+        }
+        item
+    }
+
+    fn from_item(op: &'static str, item: &Item) -> Result<Connection> {
+        Ok(Connection {
+            connection_id: get_s(item, "connectionId")
+                .ok_or_else(|| bad_item(op, "connectionId"))?,
+            session_id: get_s(item, "sessionId").ok_or_else(|| bad_item(op, "sessionId"))?,
+            user_id: get_s(item, "userId"),
+            connected_at: get_n(item, "connectedAt").unwrap_or(0),
+            expires_at: get_n(item, "expiresAt").unwrap_or(i64::MAX),
+            domain_name: get_s(item, "domainName"),
+            stage: get_s(item, "stage"),
+            source_ip: get_s(item, "sourceIp"),
+        })
+    }
+
+    async fn query_index(
+        &self,
+        op: &'static str,
+        index: &str,
+        key: &str,
+        value: &str,
+        cursor: Option<String>,
+    ) -> Result<Page<Connection>> {
+        let start = cursor
+            .as_deref()
+            .map(|c| decode_cursor(op, c))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":v", s(value))
+            .set_exclusive_start_key(start)
+            .set_limit(self.page_size.map(|p| p as i32))
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        // DynamoDB deletes expired items up to days late; like the embedded
+        // tables, never hand out a connection past its TTL.
+        let now = now_secs();
+        let items = out
+            .items()
+            .iter()
+            .map(|i| Self::from_item(op, i))
+            .filter(|c| c.as_ref().map_or(true, |c| c.expires_at > now))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next: out.last_evaluated_key().and_then(encode_cursor),
+        })
+    }
+}
+
+#[async_trait]
+impl Connections for DynamoConnections {
+    async fn put(&self, conn: &Connection) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_item(conn)))
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb.PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>> {
+        const OP: &str = "dynamodb.GetItem";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let now = now_secs();
+        out.item()
+            .map(|i| Self::from_item(OP, i))
+            .transpose()
+            .map(|c| c.filter(|c| c.expires_at > now))
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectionId", s(connection_id))
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb.DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn delete_if_same(&self, conn: &Connection) -> Result<bool> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("connectionId", s(&conn.connection_id))
+            .condition_expression("connectedAt = :c AND sessionId = :s")
+            .expression_attribute_values(":c", n(conn.connected_at))
+            .expression_attribute_values(":s", s(&conn.session_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = classify("dynamodb.DeleteItem", e);
+                if err.kind == ErrorKind::ConditionFailed {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn by_session(
+        &self,
+        session_id: &str,
+        cursor: Option<String>,
+    ) -> Result<Page<Connection>> {
+        self.query_index(
+            "dynamodb.Query(bySession)",
+            BY_SESSION_INDEX,
+            "sessionId",
+            session_id,
+            cursor,
+        )
+        .await
+    }
+
+    async fn by_user(&self, user_id: &str, cursor: Option<String>) -> Result<Page<Connection>> {
+        self.query_index(
+            "dynamodb.Query(byUser)",
+            BY_USER_INDEX,
+            "userId",
+            user_id,
+            cursor,
+        )
+        .await
+    }
+}
+
+/// The messages table.
+#[derive(Clone, Debug)]
+pub struct DynamoMessages {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoMessages {
+    /// Table `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        DynamoMessages { client, table }
+    }
+
+    fn to_item(m: &StoredMessage) -> Item {
+        let mut sender = Item::from([("connectionId".into(), s(&m.sender.connection_id))]);
+        if let Some(u) = &m.sender.user_id {
+            sender.insert("userId".into(), s(u));
+        }
+        Item::from([
+            ("sessionId".into(), s(&m.session_id)),
+            ("sk".into(), s(m.sort_key())),
+            ("id".into(), s(&m.id)),
+            ("action".into(), s(&m.action)),
+            ("sender".into(), AttributeValue::M(sender)),
+            ("receivedAt".into(), n(m.received_at)),
+            // Opaque JSON kept as text: DynamoDB numbers and empty strings would
+            // not round-trip every JSON value.
+            ("payload".into(), s(m.payload.to_string())),
+            ("expiresAt".into(), n(m.expires_at)),
+        ])
+    }
+
+    fn from_item(op: &'static str, item: &Item) -> Result<StoredMessage> {
+        let sender = item
+            .get("sender")
+            .and_then(|v| v.as_m().ok())
+            .ok_or_else(|| bad_item(op, "sender"))?;
+        Ok(StoredMessage {
+            session_id: get_s(item, "sessionId").ok_or_else(|| bad_item(op, "sessionId"))?,
+            id: get_s(item, "id").ok_or_else(|| bad_item(op, "id"))?,
+            action: get_s(item, "action").unwrap_or_default(),
+            sender: Sender {
+                connection_id: get_s(sender, "connectionId").unwrap_or_default(),
+                user_id: get_s(sender, "userId"),
+            },
+            received_at: get_n(item, "receivedAt").unwrap_or(0),
+            payload: get_s(item, "payload")
+                .and_then(|p| serde_json::from_str(&p).ok())
+                .unwrap_or(serde_json::Value::Null),
+            expires_at: get_n(item, "expiresAt").unwrap_or(i64::MAX),
+        })
+    }
+}
+
+#[async_trait]
+impl Messages for DynamoMessages {
+    async fn put_if_absent(&self, msg: &StoredMessage) -> Result<bool> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_item(msg)))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = classify("dynamodb.PutItem", e);
+                if err.kind == ErrorKind::ConditionFailed {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>> {
+        const OP: &str = "dynamodb.Query(messages)";
+        let now = now_secs();
+        let mut out_items = Vec::new();
+        let mut start: Option<Item> = None;
+        // Expired items may still be returned by DynamoDB; skip them and read on
+        // until `limit` live ones (or the end).
+        while out_items.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("sessionId = :s")
+                .expression_attribute_values(":s", s(session_id))
+                .scan_index_forward(false)
+                .limit((limit - out_items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in out.items() {
+                let m = Self::from_item(OP, item)?;
+                if m.expires_at > now {
+                    out_items.push(m);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        out_items.truncate(limit);
+        out_items.reverse();
+        Ok(out_items)
+    }
+}

@@ -1,0 +1,393 @@
+//! The queue message (envelope v1) written by the send handler, and the frames the
+//! worker sends to clients. Formats are the contract in DESIGN.md; docs/envelope.md
+//! explains them for users.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only envelope version this worker understands.
+pub const ENVELOPE_VERSION: u64 = 1;
+
+/// Largest encoded `payload` accepted (DESIGN.md: 128 KiB, API Gateway's message limit).
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+
+/// SQS limits MessageGroupId and MessageDeduplicationId to 128 characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// One client message on its way through the FIFO queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    /// Envelope version, always [`ENVELOPE_VERSION`] when written by us.
+    pub v: u64,
+    /// API Gateway requestId of the frame; also the SQS deduplication id.
+    pub id: String,
+    /// Route key that produced the message (`sendMessage`, `history`, ...).
+    pub action: String,
+    /// Chat session; also the SQS message group.
+    pub session_id: String,
+    /// Who sent it.
+    pub sender: Sender,
+    /// Where the @connections API of the sender's API lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+    /// When API Gateway received the frame, epoch milliseconds.
+    pub received_at: i64,
+    /// The `data` field of the client's frame; opaque JSON, `null` when absent.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The connection (and user, if authenticated) that sent a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sender {
+    /// API Gateway connection id of the sender.
+    pub connection_id: String,
+    /// Authenticated user, absent for anonymous connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// The API Gateway domain and stage that received the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Callback {
+    /// e.g. `abc123.execute-api.eu-west-1.amazonaws.com`
+    pub domain_name: String,
+    /// e.g. `prod`
+    pub stage: String,
+}
+
+impl Callback {
+    /// The @connections endpoint of this API: `https://{domainName}/{stage}`.
+    pub fn endpoint(&self) -> String {
+        format!("https://{}/{}", self.domain_name, self.stage)
+    }
+}
+
+/// Why a queue body is not a usable envelope. Every variant is non-retriable:
+/// the message goes to the dead-letter queue with this text as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The body does not parse as JSON.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The body is JSON but not an object.
+    #[error("body is not a JSON object")]
+    NotObject,
+    /// `v` is missing or not a version we know.
+    #[error("unsupported envelope version {0}: this worker reads v1")]
+    UnknownVersion(String),
+    /// A required field is missing or has the wrong type.
+    #[error("invalid envelope: {0}")]
+    Invalid(serde_json::Error),
+    /// A required string field is empty or too long.
+    #[error("invalid envelope: field `{field}` {problem}")]
+    BadField {
+        /// Field name as it appears in the JSON.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The payload is over [`MAX_PAYLOAD_BYTES`] encoded.
+    #[error("payload is {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")]
+    PayloadTooLarge {
+        /// Encoded size in bytes.
+        size: usize,
+    },
+}
+
+impl EnvelopeError {
+    /// Short, fixed label for metrics and the DLQ `errorType` attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) | Self::NotObject => "malformed",
+            Self::UnknownVersion(_) => "unknown_version",
+            Self::Invalid(_) | Self::BadField { .. } => "invalid",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+        }
+    }
+}
+
+impl Envelope {
+    /// Parses and validates a queue body.
+    pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
+        let value: Value = serde_json::from_str(body).map_err(EnvelopeError::NotJson)?;
+        let Value::Object(map) = &value else {
+            return Err(EnvelopeError::NotObject);
+        };
+        match map.get("v") {
+            Some(v) if v.as_u64() == Some(ENVELOPE_VERSION) => {}
+            Some(v) => return Err(EnvelopeError::UnknownVersion(v.to_string())),
+            None => return Err(EnvelopeError::UnknownVersion("(missing)".into())),
+        }
+        let env: Envelope = serde_json::from_value(value).map_err(EnvelopeError::Invalid)?;
+        env.validate()?;
+        Ok(env)
+    }
+
+    fn validate(&self) -> Result<(), EnvelopeError> {
+        check_id("id", &self.id)?;
+        check_id("sessionId", &self.session_id)?;
+        check_nonempty("action", &self.action)?;
+        check_nonempty("sender.connectionId", &self.sender.connection_id)?;
+        if self.received_at < 0 {
+            return Err(EnvelopeError::BadField {
+                field: "receivedAt",
+                problem: "must be epoch milliseconds, not negative",
+            });
+        }
+        let size = encoded_len(&self.payload);
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(EnvelopeError::PayloadTooLarge { size });
+        }
+        Ok(())
+    }
+}
+
+fn check_nonempty(field: &'static str, s: &str) -> Result<(), EnvelopeError> {
+    if s.is_empty() {
+        return Err(EnvelopeError::BadField {
+            field,
+            problem: "must not be empty",
+        });
+    }
+    Ok(())
+}
+
+fn check_id(field: &'static str, s: &str) -> Result<(), EnvelopeError> {
+    check_nonempty(field, s)?;
+    if s.chars().count() > MAX_ID_CHARS {
+        return Err(EnvelopeError::BadField {
+            field,
+            problem: "is longer than 128 characters (the SQS limit for group and deduplication ids)",
+        });
+    }
+    Ok(())
+}
+
+/// Length of a JSON value once encoded, without allocating the string.
+pub fn encoded_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    // Writing a Value to an in-memory sink cannot fail.
+    let _ = serde_json::to_writer(&mut c, value);
+    c.0
+}
+
+/// Who a message frame is from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct From {
+    /// Sender's user, when authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Sender's connection.
+    pub connection_id: String,
+}
+
+/// `{"type":"message",...}`: one chat message delivered to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageFrame {
+    /// Always `"message"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Message id (the envelope id); clients drop duplicates by it.
+    pub id: String,
+    /// Session the message belongs to.
+    pub session_id: String,
+    /// Route key it was sent with (`sendMessage`, `direct`, ...).
+    pub action: String,
+    /// Sender.
+    pub from: From,
+    /// When the gateway received it, epoch ms.
+    pub sent_at: i64,
+    /// Opaque client payload.
+    pub payload: Value,
+}
+
+impl MessageFrame {
+    /// The frame for an envelope.
+    pub fn from_envelope(env: &Envelope) -> Self {
+        MessageFrame {
+            kind: "message".into(),
+            id: env.id.clone(),
+            session_id: env.session_id.clone(),
+            action: env.action.clone(),
+            from: From {
+                user_id: env.sender.user_id.clone(),
+                connection_id: env.sender.connection_id.clone(),
+            },
+            sent_at: env.received_at,
+            payload: env.payload.clone(),
+        }
+    }
+}
+
+/// `{"type":"history",...}`: the last messages of a session, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryFrame {
+    /// Always `"history"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Id of the `history` request this answers.
+    pub id: String,
+    /// Session.
+    pub session_id: String,
+    /// Stored messages, oldest first.
+    pub messages: Vec<MessageFrame>,
+}
+
+/// `{"type":"error",...}`: tells the sender its message could not be handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// Always `"error"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Id of the message that failed.
+    pub id: String,
+    /// Machine-readable code, e.g. `unknown_action`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ErrorFrame {
+    /// An error frame about message `id`.
+    pub fn new(id: &str, code: &str, message: impl Into<String>) -> Self {
+        ErrorFrame {
+            kind: "error".into(),
+            id: id.into(),
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `{"type":"ack",...}`: the `reply` step's answer to the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckFrame {
+    /// Always `"ack"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Id of the acknowledged message.
+    pub id: String,
+    /// Session.
+    pub session_id: String,
+    /// Route key of the acknowledged message.
+    pub action: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../tests/fixtures/envelope_v1.json");
+
+    #[test]
+    fn parses_the_design_example() {
+        let env = Envelope::parse(FIXTURE).unwrap();
+        assert_eq!(env.id, "Kx3vDEXAMPLE=");
+        assert_eq!(env.action, "sendMessage");
+        assert_eq!(env.session_id, "room-42");
+        assert_eq!(env.sender.user_id.as_deref(), Some("alice"));
+        assert_eq!(
+            env.callback.as_ref().unwrap().endpoint(),
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+        );
+        assert_eq!(env.received_at, 1732723200123);
+        assert_eq!(env.payload, serde_json::json!({"text": "hi"}));
+    }
+
+    #[test]
+    fn round_trips() {
+        let env = Envelope::parse(FIXTURE).unwrap();
+        let again = Envelope::parse(&serde_json::to_string(&env).unwrap()).unwrap();
+        assert_eq!(env, again);
+    }
+
+    #[test]
+    fn anonymous_sender_and_missing_payload_are_fine() {
+        let body = r#"{"v":1,"id":"a","action":"history","sessionId":"s","sender":{"connectionId":"c"},"receivedAt":1}"#;
+        let env = Envelope::parse(body).unwrap();
+        assert_eq!(env.sender.user_id, None);
+        assert_eq!(env.payload, Value::Null);
+        assert_eq!(env.callback, None);
+    }
+
+    #[test]
+    fn rejects_bad_bodies_with_a_reason() {
+        let cases = [
+            ("not json", "malformed", "not valid JSON"),
+            ("[1,2]", "malformed", "not a JSON object"),
+            (
+                r#"{"v":2,"id":"a","action":"x","sessionId":"s","sender":{"connectionId":"c"},"receivedAt":1}"#,
+                "unknown_version",
+                "version 2",
+            ),
+            (r#"{"id":"a"}"#, "unknown_version", "(missing)"),
+            (
+                r#"{"v":1,"action":"x","sessionId":"s","sender":{"connectionId":"c"},"receivedAt":1}"#,
+                "invalid",
+                "missing field `id`",
+            ),
+            (
+                r#"{"v":1,"id":"a","action":"x","sessionId":"","sender":{"connectionId":"c"},"receivedAt":1}"#,
+                "invalid",
+                "`sessionId` must not be empty",
+            ),
+            (
+                r#"{"v":1,"id":"a","action":"x","sessionId":"s","sender":{},"receivedAt":1}"#,
+                "invalid",
+                "connectionId",
+            ),
+        ];
+        for (body, kind, text) in cases {
+            let err = Envelope::parse(body).unwrap_err();
+            assert_eq!(err.kind(), kind, "{body}");
+            assert!(err.to_string().contains(text), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn payload_limit_is_on_the_encoded_size() {
+        let at_limit = "x".repeat(MAX_PAYLOAD_BYTES - 2); // plus two quotes
+        let over = "x".repeat(MAX_PAYLOAD_BYTES - 1);
+        let body = |p: &str| {
+            format!(
+                r#"{{"v":1,"id":"a","action":"x","sessionId":"s","sender":{{"connectionId":"c"}},"receivedAt":1,"payload":"{p}"}}"#
+            )
+        };
+        assert!(Envelope::parse(&body(&at_limit)).is_ok());
+        let err = Envelope::parse(&body(&over)).unwrap_err();
+        assert_eq!(err.kind(), "payload_too_large");
+    }
+
+    #[test]
+    fn message_frame_has_the_contract_shape() {
+        let env = Envelope::parse(FIXTURE).unwrap();
+        let frame = serde_json::to_value(MessageFrame::from_envelope(&env)).unwrap();
+        assert_eq!(
+            frame,
+            serde_json::json!({
+                "type": "message", "id": "Kx3vDEXAMPLE=", "sessionId": "room-42",
+                "action": "sendMessage",
+                "from": {"userId": "alice", "connectionId": "L0SM9cOFvHcCIhw="},
+                "sentAt": 1732723200123_i64, "payload": {"text": "hi"}
+            })
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! Switchboard: ordered, deduplicated, durable fan-out for API Gateway WebSocket
+//! apps. Modules in the order data flows through them:
+//!
+//! - [`envelope`]: the queue message (envelope v1) and the frames sent to clients.
+//! - [`backend`]: the seams (`Queue`, `Connections`, `Messages`, `Push`) and their
+//!   AWS implementation (`backend::aws`: SQS, DynamoDB, @connections).
+//! - [`worker`]: the FIFO consumer: pollers, per-group scheduler, visibility
+//!   heartbeat, batched deletes, dead-lettering, graceful drain.
+//! - [`actions`]: the steps a message runs (store, broadcast, direct, reply,
+//!   history) and the fan-out with retries and 410 pruning.
+//! - [`ops`]: operator commands (`migrate`).
+//! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
+//! - [`cli`], [`config`], [`app`]: flags → validated settings → running parts.
+
+pub mod actions;
+pub mod app;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod ops;
+pub mod telemetry;
+pub mod worker;
+
+pub use app::{Error, run};

@@ -1,0 +1,3 @@
+//! Operator commands: `migrate` (tables and queues from `migrations/`).
+
+pub mod migrate;

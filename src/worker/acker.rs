@@ -1,0 +1,95 @@
+//! Deletes finished messages, in batches of up to 10 when several are ready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Held;
+use super::lease::Leases;
+use crate::backend::{MAX_BATCH, Queue};
+use crate::telemetry::Metrics;
+
+/// Delete calls under way at once.
+const CONCURRENT_BATCHES: usize = 4;
+/// Attempts per batch for transient failures.
+const ATTEMPTS: u32 = 3;
+
+/// Runs until `close` is cancelled and every queued delete is done.
+pub(super) async fn run(
+    queue: Arc<dyn Queue>,
+    leases: Arc<Leases>,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Held>,
+    close: CancellationToken,
+) {
+    let mut batches = JoinSet::new();
+    loop {
+        let first = tokio::select! {
+            h = rx.recv() => match h { Some(h) => h, None => break },
+            _ = close.cancelled(), if !rx.is_closed() => {
+                // No new deletes can come; drain what is queued.
+                rx.close();
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(h) => batch.push(h),
+                Err(_) => break,
+            }
+        }
+        if batches.len() >= CONCURRENT_BATCHES {
+            batches.join_next().await;
+        }
+        batches.spawn(delete(
+            queue.clone(),
+            leases.clone(),
+            metrics.clone(),
+            batch,
+        ));
+    }
+    while batches.join_next().await.is_some() {}
+}
+
+async fn delete(
+    queue: Arc<dyn Queue>,
+    leases: Arc<Leases>,
+    metrics: Arc<Metrics>,
+    mut batch: Vec<Held>,
+) {
+    for attempt in 1..=ATTEMPTS {
+        let handles: Vec<&str> = batch
+            .iter()
+            .map(|h| h.msg.receipt_handle.as_str())
+            .collect();
+        let results = match queue.delete_batch(&handles).await {
+            Ok(r) => r,
+            Err(e) => handles.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut retry = Vec::new();
+        for (held, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    metrics.deletes.with_label_values(&["ok"]).inc();
+                    leases.remove(&held.msg.receipt_handle);
+                }
+                Err(e) if e.is_retriable() && attempt < ATTEMPTS => retry.push(held),
+                Err(e) => {
+                    // It will be redelivered (a duplicate, flagged by its id).
+                    metrics.deletes.with_label_values(&["failed"]).inc();
+                    tracing::warn!(message_id = %held.msg.message_id, error = %e, "could not delete a finished message");
+                    leases.remove(&held.msg.receipt_handle);
+                }
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        batch = retry;
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+}
