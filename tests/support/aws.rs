@@ -1,0 +1,296 @@
+//! The AWS backend pointed at moto's server (`scripts/test.sh` starts it and
+//! sets `SWITCHBOARD_TEST_AWS_ENDPOINT`).
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::config::Credentials;
+use switchboard::backend::aws::AwsBackend;
+use switchboard::ops::migrate;
+
+/// moto's URL, e.g. `http://127.0.0.1:5123`.
+pub fn endpoint() -> String {
+    std::env::var("SWITCHBOARD_TEST_AWS_ENDPOINT").expect(
+        "aws-tests need SWITCHBOARD_TEST_AWS_ENDPOINT pointing at moto_server: run scripts/test.sh",
+    )
+}
+
+/// SDK configuration for moto at `endpoint` (static test credentials, one retry).
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "switchboard-tests",
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}
+
+/// SDK configuration for moto.
+pub async fn sdk_config() -> SdkConfig {
+    sdk_config_for(&endpoint()).await
+}
+
+/// The AWS backend on moto.
+pub async fn backend() -> AwsBackend {
+    AwsBackend::new(sdk_config().await)
+}
+
+/// Tables and queues of one test, with unique names, created by `migrate`.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Names used.
+    pub names: migrate::Names,
+    /// Inbound queue URL.
+    pub queue_url: String,
+    /// Dead-letter queue URL.
+    pub dlq_url: String,
+}
+
+/// Names for one test: `prefix-<unique>-connections`, ... and FIFO queues.
+pub fn names(prefix: &str) -> migrate::Names {
+    let base = super::unique(prefix);
+    migrate::Names {
+        connections_table: format!("{base}-connections"),
+        messages_table: format!("{base}-messages"),
+        queue: format!("{base}-inbound.fifo"),
+        dlq: format!("{base}-inbound-dlq.fifo"),
+    }
+}
+
+/// Runs `switchboard migrate` (the library function) against `backend` with
+/// unique names.
+pub async fn migrated_stack(backend: &AwsBackend, prefix: &str) -> Stack {
+    let names = names(prefix);
+    let report = migrate::run(backend, &names, std::time::Duration::from_secs(60), |_| {})
+        .await
+        .expect("migrate on moto");
+    Stack {
+        names,
+        queue_url: report.queue_url,
+        dlq_url: report.dlq_url,
+    }
+}
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use switchboard::app::run_worker_on_aws;
+use switchboard::backend::{Connection, Connections};
+use switchboard::cli::{Cli, Command};
+use switchboard::config::WorkerConfig;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A worker running in this process, stopped by [`RunningWorker::stop`].
+pub struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    join: JoinHandle<Result<(), switchboard::Error>>,
+    /// Where /metrics, /healthz and /readyz answer.
+    pub metrics_addr: SocketAddr,
+}
+
+impl RunningWorker {
+    /// Starts the drain and waits for the worker to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(40), &mut self.join)
+            .await
+            .expect("worker drained within its grace period")
+            .expect("worker task")
+            .expect("worker result");
+    }
+
+    /// GET `path` on the telemetry port; returns (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_addr, path).await
+    }
+
+    /// The value of one sample of `/metrics`, e.g.
+    /// `switchboard_deliveries_total{outcome="ok"}`; 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// Minimal HTTP/1.1 GET over a fresh TCP connection.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The worker's configuration from real command-line flags: the stack's queue
+/// and tables, `callback_url`, 1 s long polls, plus `extra` flags.
+pub fn worker_config(stack: &Stack, callback_url: &str, extra: &[&str]) -> WorkerConfig {
+    let mut argv = vec![
+        "switchboard".to_owned(),
+        "worker".to_owned(),
+        "--queue-url".to_owned(),
+        stack.queue_url.clone(),
+        "--callback-url".to_owned(),
+        callback_url.to_owned(),
+        "--connections-table".to_owned(),
+        stack.names.connections_table.clone(),
+        "--messages-table".to_owned(),
+        stack.names.messages_table.clone(),
+        "--wait-time-seconds".to_owned(),
+        "1".to_owned(),
+        "--shutdown-grace".to_owned(),
+        "10s".to_owned(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let Command::Worker(args) = Cli::try_parse_from(argv).expect("valid flags").command else {
+        unreachable!("worker subcommand")
+    };
+    WorkerConfig::from_args(&args).expect("valid worker config")
+}
+
+/// Starts the real worker (as `switchboard worker` runs it) on `backend`.
+pub async fn spawn_worker(backend: &AwsBackend, config: WorkerConfig) -> RunningWorker {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let backend = backend.clone();
+    let join = tokio::spawn(async move {
+        run_worker_on_aws(&backend, config, listener, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    RunningWorker {
+        stop: Some(tx),
+        join,
+        metrics_addr,
+    }
+}
+
+/// An envelope v1 body, as the send handler writes it (no callback: tests give
+/// the worker `--callback-url`).
+pub fn envelope(
+    id: &str,
+    action: &str,
+    session: &str,
+    sender: &str,
+    payload: serde_json::Value,
+) -> String {
+    serde_json::json!({
+        "v": 1,
+        "id": id,
+        "action": action,
+        "sessionId": session,
+        "sender": { "connectionId": sender, "userId": format!("user-{sender}") },
+        "receivedAt": 1_732_723_200_000_i64,
+        "payload": payload,
+    })
+    .to_string()
+}
+
+/// Sends `(group, dedup id, body)` messages in order, 10 per SendMessageBatch.
+pub async fn send_all(
+    backend: &AwsBackend,
+    queue_url: &str,
+    messages: &[(String, String, String)],
+) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (group, dedup, body))| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .message_group_id(group)
+                    .message_deduplication_id(dedup)
+                    .build()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>();
+        let out = backend
+            .sqs()
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("SendMessageBatch");
+        assert!(out.failed().is_empty(), "send failed: {:?}", out.failed());
+    }
+}
+
+/// Stores connections `ids` in `session` (connectedAt = 1000 + index).
+pub async fn connect_all(
+    conns: &dyn Connections,
+    session: &str,
+    ids: &[String],
+) -> Vec<Connection> {
+    let mut out = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let c = Connection {
+            connection_id: id.clone(),
+            session_id: session.to_owned(),
+            user_id: Some(format!("user-{id}")),
+            connected_at: 1000 + i as i64,
+            expires_at: 4_102_444_800, // 2100-01-01
+            domain_name: Some("127.0.0.1".into()),
+            stage: Some("test".into()),
+            source_ip: Some("127.0.0.1".into()),
+        };
+        conns.put(&c).await.expect("put connection");
+        out.push(c);
+    }
+    out
+}
+
+/// Every message of a queue right now (receives until empty, deleting nothing:
+/// messages become visible again after `visibility`).
+pub async fn peek_all(backend: &AwsBackend, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        let out = backend
+            .sqs()
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        if out.messages().is_empty() {
+            break;
+        }
+        all.extend(out.messages().iter().cloned());
+    }
+    all
+}

@@ -1,0 +1,37 @@
+//! Shared test support: unique names, polling with a deadline, a test
+//! @connections server, and (with `aws-tests`) the moto-backed AWS stack.
+#![allow(dead_code)]
+
+pub mod connections_server;
+
+#[cfg(feature = "aws-tests")]
+pub mod aws;
+#[cfg(feature = "aws-tests")]
+pub mod fault_proxy;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A name nobody else in this test run uses: `prefix-<pid>-<random>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what`
+/// after `deadline`. The way tests wait for asynchronous effects.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
