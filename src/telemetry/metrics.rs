@@ -13,7 +13,7 @@ pub struct Metrics {
     registry: Registry,
     /// Messages received from the queue.
     pub messages_received: IntCounter,
-    /// Messages finished, by `action` and `outcome` (done, retried, dead, released).
+    /// Messages handled, by `action` and `outcome` (done, retried, dead).
     pub messages: IntCounterVec,
     /// Time in `handle` per message, by `action`.
     pub handle_duration: HistogramVec,
@@ -98,7 +98,7 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(delivery_duration.clone()))
             .expect("unique metric");
-        Metrics {
+        let m = Metrics {
             messages_received: counter(
                 &r,
                 "switchboard_messages_received_total",
@@ -107,7 +107,7 @@ impl Metrics {
             messages: counter_vec(
                 &r,
                 "switchboard_messages_total",
-                "Messages finished, by action and outcome (done, retried, dead, released)",
+                "Messages handled, by action and outcome (done, retried, dead)",
                 &["action", "outcome"],
             ),
             handle_duration,
@@ -176,6 +176,78 @@ impl Metrics {
                 &["step", "error_type"],
             ),
             registry: r,
+        };
+        m.init_known_labels();
+        m
+    }
+
+    /// Creates the series of every known label value at zero, so dashboards and
+    /// alerts (`rate()`, `increase()`) see them before the first event.
+    fn init_known_labels(&self) {
+        const RETRIABLE: &[&str] = &["throttled", "server", "timeout", "network"];
+        const ALL_KINDS: &[&str] = &[
+            "throttled",
+            "server",
+            "timeout",
+            "network",
+            "validation",
+            "access_denied",
+            "not_found",
+            "too_large",
+            "gone",
+            "condition_failed",
+            "other",
+        ];
+        for o in ["ok", "gone", "throttled", "failed"] {
+            self.deliveries.with_label_values(&[o]);
+        }
+        for k in RETRIABLE {
+            self.delivery_retries.with_label_values(&[k]);
+        }
+        for r in ["messages", "empty", "error"] {
+            self.polls.with_label_values(&[r]);
+        }
+        for k in ALL_KINDS {
+            self.poll_errors.with_label_values(&[k]);
+        }
+        for r in [
+            "malformed",
+            "unknown_version",
+            "invalid",
+            "payload_too_large",
+            "unknown_action",
+            "bad_request",
+            "no_endpoint",
+        ] {
+            self.dead_letters.with_label_values(&[r]);
+        }
+        for o in ["ok", "failed"] {
+            self.deletes.with_label_values(&[o]);
+        }
+        for p in ["extend", "backoff", "release"] {
+            for o in ["ok", "failed"] {
+                self.visibility_changes.with_label_values(&[p, o]);
+            }
+        }
+        for step in [
+            "store",
+            "broadcast",
+            "direct",
+            "history",
+            "prune",
+            "dead_letter",
+        ] {
+            for k in RETRIABLE {
+                self.backend_errors.with_label_values(&[step, k]);
+            }
+        }
+    }
+
+    /// Creates the per-action series of a configured route key at zero.
+    pub fn init_action(&self, action: &str) {
+        self.handle_duration.with_label_values(&[action]);
+        for o in ["done", "retried", "dead"] {
+            self.messages.with_label_values(&[action, o]);
         }
     }
 
@@ -204,6 +276,10 @@ mod tests {
         m.messages.with_label_values(&["sendMessage", "done"]).inc();
         m.deliveries.with_label_values(&["ok"]).inc_by(3);
         let text = m.render();
+        assert!(
+            text.contains(r#"switchboard_deliveries_total{outcome="gone"} 0"#),
+            "known labels start at 0"
+        );
         assert!(
             text.contains(r#"switchboard_messages_total{action="sendMessage",outcome="done"} 1"#)
         );

@@ -79,6 +79,9 @@ impl Handler {
         backoff: Backoff,
         metrics: Arc<Metrics>,
     ) -> Self {
+        for action in pipelines.keys().chain(["unknown", "invalid"]) {
+            metrics.init_action(action);
+        }
         Handler {
             actions,
             pipelines,

@@ -207,7 +207,10 @@ pub fn envelope(
         "action": action,
         "sessionId": session,
         "sender": { "connectionId": sender, "userId": format!("user-{sender}") },
-        "receivedAt": 1_732_723_200_000_i64,
+        "receivedAt": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
         "payload": payload,
     })
     .to_string()

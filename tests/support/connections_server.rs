@@ -39,6 +39,8 @@ struct Inner {
     fail: HashMap<String, u32>,
     /// Every request (including refused ones), per id.
     attempts: HashMap<String, u32>,
+    /// Latency added to every POST (a slow API).
+    latency: Duration,
 }
 
 /// Handle to a running test @connections server.
@@ -119,6 +121,11 @@ impl ConnectionsServer {
         self.inner.lock().unwrap().fail.insert(id.to_owned(), times);
     }
 
+    /// Every POST takes `latency` from now on (a slow @connections API).
+    pub fn set_latency(&self, latency: Duration) {
+        self.inner.lock().unwrap().latency = latency;
+    }
+
     /// Every accepted POST, in arrival order.
     pub fn posts(&self) -> Vec<Post> {
         self.inner.lock().unwrap().posts.clone()
@@ -176,6 +183,10 @@ async fn post_to_connection(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let latency = s.inner.lock().unwrap().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let response = {
         let mut inner = s.inner.lock().unwrap();
         *inner.attempts.entry(id.clone()).or_default() += 1;

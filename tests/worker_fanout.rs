@@ -1,0 +1,343 @@
+//! Fan-out through the real @connections client: 410 prunes exactly the gone
+//! connections, 429/5xx are retried per recipient, sessions larger than one
+//! Query page reach everyone once. SQS and DynamoDB on moto.
+#![cfg(feature = "aws-tests")]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::aws::{self, Stack, connect_all, envelope, send_all, spawn_worker, worker_config};
+use support::connections_server::ConnectionsServer;
+use switchboard::backend::Connections;
+use switchboard::backend::aws::AwsBackend;
+
+struct Setup {
+    backend: AwsBackend,
+    stack: Stack,
+    server: ConnectionsServer,
+    conns: Arc<dyn Connections>,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let backend = aws::backend().await;
+    let stack = aws::migrated_stack(&backend, prefix).await;
+    let server = ConnectionsServer::start().await;
+    let conns: Arc<dyn Connections> =
+        Arc::new(backend.connections(&stack.names.connections_table, None));
+    Setup {
+        backend,
+        stack,
+        server,
+        conns,
+    }
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone() {
+    let s = setup("gone").await;
+    let members = ids("m", 5);
+    connect_all(s.conns.as_ref(), "room", &members).await;
+    // Another session's connection must never be touched.
+    connect_all(s.conns.as_ref(), "other-room", &["x0".to_owned()]).await;
+    s.server.set_gone("m1");
+    s.server.set_gone("m3");
+
+    let worker = spawn_worker(
+        &s.backend,
+        worker_config(&s.stack, &s.server.endpoint("test"), &[]),
+    )
+    .await;
+    // m0 sends: m1 and m3 are gone.
+    let first = envelope(
+        "msg-1",
+        "sendMessage",
+        "room",
+        "m0",
+        serde_json::json!({"text": "hi"}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("room".into(), "msg-1".into(), first)],
+    )
+    .await;
+    s.server
+        .wait_until(Duration::from_secs(30), "3 live members got msg-1", |p| {
+            p.len() >= 3
+        })
+        .await;
+    support::eventually(Duration::from_secs(30), "m1 and m3 pruned", || async {
+        let m1 = s.conns.get("m1").await.unwrap();
+        let m3 = s.conns.get("m3").await.unwrap();
+        (m1.is_none() && m3.is_none()).then_some(())
+    })
+    .await;
+    for live in ["m0", "m2", "m4", "x0"] {
+        assert!(
+            s.conns.get(live).await.unwrap().is_some(),
+            "{live} must stay"
+        );
+    }
+    assert_eq!(
+        worker.metric("switchboard_connections_pruned_total").await,
+        2.0
+    );
+    assert_eq!(
+        worker
+            .metric(r#"switchboard_deliveries_total{outcome="gone"}"#)
+            .await,
+        2.0
+    );
+
+    // Now the sender itself is gone: its item goes, nobody else's.
+    s.server.set_gone("m0");
+    let second = envelope(
+        "msg-2",
+        "sendMessage",
+        "room",
+        "m0",
+        serde_json::json!({"text": "bye"}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("room".into(), "msg-2".into(), second)],
+    )
+    .await;
+    s.server
+        .wait_until(Duration::from_secs(30), "m2 and m4 got msg-2", |p| {
+            p.iter().filter(|p| p.frame["id"] == "msg-2").count() >= 2
+        })
+        .await;
+    support::eventually(Duration::from_secs(30), "sender m0 pruned", || async {
+        s.conns.get("m0").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    for live in ["m2", "m4", "x0"] {
+        assert!(
+            s.conns.get(live).await.unwrap().is_some(),
+            "{live} must stay"
+        );
+    }
+    assert_eq!(s.server.posts_to("m2").len(), 2);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_recipients_are_retried_and_one_failing_recipient_does_not_redeliver_to_all() {
+    let s = setup("throttle").await;
+    let members = ids("t", 4);
+    connect_all(s.conns.as_ref(), "room", &members).await;
+    s.server.throttle("t1", 2); // recovers on the third attempt
+    s.server.fail("t2", 1); // one 500, then fine
+    s.server.throttle("t3", 100); // never recovers within the retries
+
+    let worker = spawn_worker(
+        &s.backend,
+        worker_config(
+            &s.stack,
+            &s.server.endpoint("test"),
+            &["--push-retries", "3", "--push-retry-base", "10ms"],
+        ),
+    )
+    .await;
+    let body = envelope(
+        "msg-1",
+        "sendMessage",
+        "room",
+        "t0",
+        serde_json::json!({"text": "hi"}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("room".into(), "msg-1".into(), body)],
+    )
+    .await;
+    // A marker message after it: when the marker is delivered, msg-1 is done.
+    let marker = envelope(
+        "msg-2",
+        "sendMessage",
+        "room",
+        "t0",
+        serde_json::json!({"text": "marker"}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("room".into(), "msg-2".into(), marker)],
+    )
+    .await;
+    support::eventually(Duration::from_secs(30), "both messages done", || async {
+        let done = worker
+            .metric(r#"switchboard_messages_total{action="sendMessage",outcome="done"}"#)
+            .await;
+        (done == 2.0).then_some(())
+    })
+    .await;
+
+    let ids_for = |c: &str| -> Vec<String> {
+        s.server
+            .posts_to(c)
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids_for("t0"),
+        ["msg-1", "msg-2"],
+        "delivered once, not again for t3's sake"
+    );
+    assert_eq!(ids_for("t1")[0], "msg-1");
+    assert_eq!(ids_for("t2")[0], "msg-1");
+    assert!(!ids_for("t3").contains(&"msg-1".to_owned()));
+    assert_eq!(
+        s.server.attempts("t1") as usize,
+        3 + ids_for("t1").len() - 1
+    );
+    // t3: first attempt + 3 retries for msg-1 (and again for the marker).
+    assert!(s.server.attempts("t3") >= 4);
+    assert_eq!(
+        worker
+            .metric(r#"switchboard_deliveries_total{outcome="throttled"}"#)
+            .await,
+        2.0
+    );
+    assert!(
+        worker
+            .metric(r#"switchboard_delivery_retries_total{error_type="throttled"}"#)
+            .await
+            >= 8.0
+    );
+    assert_eq!(
+        worker
+            .metric(r#"switchboard_delivery_retries_total{error_type="server"}"#)
+            .await,
+        1.0
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_larger_than_one_query_page_reaches_everyone_once() {
+    let s = setup("pages").await;
+    let members = ids("p", 45);
+    connect_all(s.conns.as_ref(), "big-room", &members).await;
+    let worker = spawn_worker(
+        &s.backend,
+        worker_config(
+            &s.stack,
+            &s.server.endpoint("test"),
+            &["--query-page-size", "7", "--fanout-concurrency", "4"],
+        ),
+    )
+    .await;
+    let body = envelope(
+        "big-1",
+        "sendMessage",
+        "big-room",
+        "p0",
+        serde_json::json!({"text": "all"}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("big-room".into(), "big-1".into(), body)],
+    )
+    .await;
+    s.server
+        .wait_until(Duration::from_secs(60), "45 deliveries", |p| p.len() >= 45)
+        .await;
+    // The next message proves nothing else is still on its way for big-1.
+    let marker = envelope(
+        "big-2",
+        "sendMessage",
+        "big-room",
+        "p0",
+        serde_json::json!({}),
+    );
+    send_all(
+        &s.backend,
+        &s.stack.queue_url,
+        &[("big-room".into(), "big-2".into(), marker)],
+    )
+    .await;
+    s.server
+        .wait_until(Duration::from_secs(60), "90 deliveries", |p| p.len() >= 90)
+        .await;
+    for m in &members {
+        let got: Vec<_> = s
+            .server
+            .posts_to(m)
+            .iter()
+            .map(|f| f["id"].clone())
+            .collect();
+        assert_eq!(got, ["big-1", "big-2"], "{m}");
+    }
+    assert_eq!(s.server.posts().len(), 90);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_can_exclude_the_sender_and_direct_reaches_only_named_members_of_the_session() {
+    let s = setup("direct").await;
+    connect_all(s.conns.as_ref(), "room", &ids("d", 4)).await;
+    connect_all(s.conns.as_ref(), "elsewhere", &["e0".to_owned()]).await;
+    let worker = spawn_worker(
+        &s.backend,
+        worker_config(
+            &s.stack,
+            &s.server.endpoint("test"),
+            &["--route", "announce=broadcast:exclude-sender"],
+        ),
+    )
+    .await;
+    let msgs = vec![
+        (
+            "room".to_owned(),
+            "a-1".to_owned(),
+            envelope("a-1", "announce", "room", "d0", serde_json::json!({})),
+        ),
+        (
+            "room".to_owned(),
+            "w-1".to_owned(),
+            envelope(
+                "w-1",
+                "direct",
+                "room",
+                "d0",
+                // d2 by user id, d3 by connection id; e0 is in another session.
+                serde_json::json!({"to": {"userIds": ["user-d2"], "connectionIds": ["d3", "e0"]}}),
+            ),
+        ),
+    ];
+    send_all(&s.backend, &s.stack.queue_url, &msgs).await;
+    s.server
+        .wait_until(Duration::from_secs(30), "announce + direct", |p| {
+            p.len() >= 5
+        })
+        .await;
+    let got = |c: &str| -> Vec<String> {
+        s.server
+            .posts_to(c)
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        got("d0"),
+        Vec::<String>::new(),
+        "sender excluded, not a direct target"
+    );
+    assert_eq!(got("d1"), ["a-1"]);
+    assert_eq!(got("d2"), ["a-1", "w-1"]);
+    assert_eq!(got("d3"), ["a-1", "w-1"]);
+    assert!(got("e0").is_empty(), "direct never crosses sessions");
+    worker.stop().await;
+}
