@@ -172,7 +172,7 @@ impl Metrics {
             backend_errors: counter_vec(
                 &r,
                 "switchboard_backend_errors_total",
-                "Failed table and queue calls by step and error type",
+                "Failed table and queue calls (and handler panics) by step and error type",
                 &["step", "error_type"],
             ),
             registry: r,

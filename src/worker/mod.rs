@@ -13,10 +13,12 @@ pub use scheduler::{Groups, Next, Submitted};
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -407,8 +409,19 @@ async fn run_group(core: Arc<Core>, group: String) {
                 break;
             }
         };
+        // A panic in a step is a bug; it must not take the group (and its leases)
+        // down with it. Retried like a transient failure: if it keeps panicking,
+        // SQS's redrive moves the message to the DLQ after maxReceiveCount.
+        let handled = AssertUnwindSafe(core.handler.handle(&held.msg)).catch_unwind();
         let outcome = tokio::select! {
-            o = core.handler.handle(&held.msg) => o,
+            o = handled => o.unwrap_or_else(|_| {
+                core.metrics.backend_errors.with_label_values(&["handle", "panic"]).inc();
+                tracing::error!(message_id = %held.msg.message_id, "handling panicked; retrying later");
+                Outcome::Retry {
+                    after: Duration::from_secs(u64::from(held.msg.receive_count.max(1)).min(60)),
+                    reason: "handling panicked".to_owned(),
+                }
+            }),
             _ = core.cut_off.cancelled() => {
                 // Partly done work is redelivered: delivery is at-least-once and
                 // every frame carries the message id.
