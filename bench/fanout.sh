@@ -21,15 +21,16 @@ for a in "$@"; do
   esac
 done
 CONCURRENCY=${SWITCHBOARD_FANOUT_CONCURRENCY:-128}
-NGINX_VERSION=1.22.1-9+deb12u7
-WRK_VERSION=4.1.0-3+b2
+# Upstream versions pinned; the Debian security revision floats (old ones vanish from the mirror).
+NGINX_VERSION="1.22.1-9+deb12u*"
+WRK_VERSION="4.1.0-3*"
 
 # shellcheck source=scripts/moto.sh
 . scripts/moto.sh
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
   echo "==> installing nginx-light=$NGINX_VERSION and wrk=$WRK_VERSION from Debian"
-  apt-get update -qq >/dev/null
+  apt-get update -qq >/dev/null || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "nginx-light=$NGINX_VERSION" "wrk=$WRK_VERSION" >/dev/null
 fi
 
@@ -46,8 +47,8 @@ pid $WORK/nginx.pid;
 error_log $WORK/error.log;
 events { worker_connections 4096; }
 http {
-  access_log $WORK/access.log sink;
   log_format sink '\$msec \$request_method \$uri \$status';
+  access_log $WORK/access.log sink;
   keepalive_requests 1000000;
   client_body_buffer_size 256k;
   server {

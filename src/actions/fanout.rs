@@ -151,12 +151,15 @@ impl Fanout {
         let mut waiting: VecDeque<Connection> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
         let mut next_page = Some(self.connections.by_session(session_id, None));
+        let mut last_page_len = 0;
         loop {
             while in_flight.len() < self.concurrency {
                 let Some(c) = waiting.pop_front() else { break };
                 in_flight.push(self.deliver(endpoint, c, frame.clone()));
             }
-            let want_page = next_page.is_some() && waiting.len() < self.concurrency;
+            // Read the next page as soon as the previous one arrived, so a slow
+            // Query never stalls deliveries; at most about two pages are buffered.
+            let want_page = next_page.is_some() && waiting.len() <= last_page_len;
             if in_flight.is_empty() && !want_page {
                 return Ok(report);
             }
@@ -169,6 +172,7 @@ impl Fanout {
                     }
                 }, if want_page => {
                     let page = page?;
+                    last_page_len = page.items.len();
                     next_page = page
                         .next
                         .map(|cursor| self.connections.by_session(session_id, Some(cursor)));
