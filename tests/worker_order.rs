@@ -34,11 +34,7 @@ async fn every_group_is_delivered_in_send_order_while_groups_run_concurrently() 
 
     let worker = spawn_worker(
         &backend,
-        worker_config(
-            &stack,
-            &server.endpoint("test"),
-            &["--max-groups", "8", "--pollers", "2"],
-        ),
+        worker_config(&stack, &server.endpoint("test"), &["--max-groups", "8"]),
     )
     .await;
 

@@ -59,6 +59,8 @@ async fn sigterm_mid_stream_drains_within_the_grace_period_and_loses_nothing() {
             "4",
         ])
         .args(["--shutdown-grace", "8s"])
+        // One poller on moto: see support::aws::worker_config.
+        .args(["--pollers", "1"])
         .env("AWS_ENDPOINT_URL", aws::endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")

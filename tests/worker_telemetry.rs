@@ -28,6 +28,7 @@ async fn ready_when_polling_and_every_metric_family_is_exported() {
     assert_eq!(status, 200);
     for family in [
         "switchboard_messages_received_total",
+        "switchboard_duplicate_receives_total",
         "switchboard_messages_total",
         "switchboard_handle_duration_seconds",
         "switchboard_deliveries_total",

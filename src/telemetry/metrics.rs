@@ -13,6 +13,8 @@ pub struct Metrics {
     registry: Registry,
     /// Messages received from the queue.
     pub messages_received: IntCounter,
+    /// Messages received again while a copy was still in hand (merged, handled once).
+    pub duplicate_receives: IntCounter,
     /// Messages handled, by `action` and `outcome` (done, retried, dead).
     pub messages: IntCounterVec,
     /// Time in `handle` per message, by `action`.
@@ -103,6 +105,11 @@ impl Metrics {
                 &r,
                 "switchboard_messages_received_total",
                 "Messages received from the queue",
+            ),
+            duplicate_receives: counter(
+                &r,
+                "switchboard_duplicate_receives_total",
+                "Messages received again while still in hand (merged, handled once)",
             ),
             messages: counter_vec(
                 &r,

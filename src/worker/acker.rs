@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Held;
+use super::held::Held;
 use super::lease::Leases;
 use crate::backend::{MAX_BATCH, Queue};
 use crate::telemetry::Metrics;
@@ -62,27 +62,25 @@ async fn delete(
     mut batch: Vec<Held>,
 ) {
     for attempt in 1..=ATTEMPTS {
-        let handles: Vec<&str> = batch
-            .iter()
-            .map(|h| h.msg.receipt_handle.as_str())
-            .collect();
+        let receipts: Vec<String> = batch.iter().map(Held::receipt).collect();
+        let handles: Vec<&str> = receipts.iter().map(String::as_str).collect();
         let results = match queue.delete_batch(&handles).await {
             Ok(r) => r,
             Err(e) => handles.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut retry = Vec::new();
-        for (held, result) in batch.into_iter().zip(results) {
+        for ((held, receipt), result) in batch.into_iter().zip(&receipts).zip(results) {
             match result {
                 Ok(()) => {
                     metrics.deletes.with_label_values(&["ok"]).inc();
-                    leases.remove(&held.msg.receipt_handle);
+                    leases.remove(receipt);
                 }
                 Err(e) if e.is_retriable() && attempt < ATTEMPTS => retry.push(held),
                 Err(e) => {
                     // It will be redelivered (a duplicate, flagged by its id).
                     metrics.deletes.with_label_values(&["failed"]).inc();
                     tracing::warn!(message_id = %held.msg.message_id, error = %e, "could not delete a finished message");
-                    leases.remove(&held.msg.receipt_handle);
+                    leases.remove(receipt);
                 }
             }
         }

@@ -4,31 +4,29 @@
 //! failure, extend visibility while work goes on, and drain on shutdown.
 
 mod acker;
+mod core;
 mod handle;
+mod held;
 mod lease;
+mod poll;
 mod scheduler;
 
 pub use handle::{Backoff, Handler, Outcome};
 pub use scheduler::{Groups, Next, Submitted};
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures::FutureExt;
-use prometheus::IntGauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::{
-    BackendError, MAX_BATCH, OutgoingMessage, Queue, QueueMessage, ReceiveRequest,
-};
+use self::core::Core;
+use crate::backend::{MAX_BATCH, Queue};
 use crate::telemetry::{Health, Metrics};
+use held::InHand;
 use lease::Leases;
 
 /// How the consumer runs.
@@ -71,19 +69,6 @@ pub struct DrainReport {
     pub cut_off: bool,
 }
 
-/// A message in hand: counts against `max_in_hand` until dropped.
-struct Held {
-    msg: QueueMessage,
-    _slot: OwnedSemaphorePermit,
-    gauge: IntGauge,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
 /// The consumer. Build it, then [`Worker::run`] it until shutdown.
 pub struct Worker {
     queue: Arc<dyn Queue>,
@@ -92,24 +77,6 @@ pub struct Worker {
     settings: WorkerSettings,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-}
-
-struct Core {
-    queue: Arc<dyn Queue>,
-    dlq: Arc<dyn Queue>,
-    handler: Handler,
-    settings: WorkerSettings,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    leases: Arc<Leases>,
-    groups: Mutex<Groups<Held>>,
-    slots: Arc<Semaphore>,
-    acks: mpsc::Sender<Held>,
-    tasks: TaskTracker,
-    /// Drain started: receive nothing new, start nothing new.
-    stop_new: CancellationToken,
-    /// Grace period nearly over: cut off running work and release it.
-    cut_off: CancellationToken,
 }
 
 impl Worker {
@@ -138,7 +105,9 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> DrainReport {
         let (ack_tx, ack_rx) = mpsc::channel(self.settings.max_in_hand.max(MAX_BATCH));
         let leases = Arc::new(Leases::new(self.settings.visibility));
+        let in_hand = InHand::new(leases.clone(), &self.metrics);
         let core = Arc::new(Core {
+            in_hand,
             slots: Arc::new(Semaphore::new(self.settings.max_in_hand.max(1))),
             groups: Mutex::new(Groups::new(self.settings.max_groups)),
             queue: self.queue,
@@ -169,7 +138,7 @@ impl Worker {
             close_acks.clone(),
         ));
         for i in 0..core.settings.pollers.max(1) {
-            core.tasks.spawn(poll(core.clone(), i));
+            core.tasks.spawn(poll::poll(core.clone(), i));
         }
         tracing::info!(
             queue = core.queue.url(),
@@ -186,7 +155,7 @@ impl Worker {
         tracing::info!(?grace, "draining");
         core.health.set_draining();
         core.stop_new.cancel();
-        let waiting = lock(&core.groups).drain();
+        let waiting = self::core::lock(&core.groups).drain();
         core.release(waiting, "drain").await;
 
         core.tasks.close();
@@ -210,265 +179,5 @@ impl Worker {
         report.left_in_hand = leases.held();
         tracing::info!(left_in_hand = report.left_in_hand, "worker stopped");
         report
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
-/// One long-polling receiver.
-async fn poll(core: Arc<Core>, index: usize) {
-    let mut failures: u32 = 0;
-    loop {
-        // Backpressure: receive only as many messages as there is room for.
-        let first = tokio::select! {
-            p = core.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = core.stop_new.cancelled() => return,
-        };
-        let mut slots = vec![first];
-        while slots.len() < MAX_BATCH {
-            match core.slots.clone().try_acquire_owned() {
-                Ok(p) => slots.push(p),
-                Err(_) => break,
-            }
-        }
-        let req = ReceiveRequest {
-            max_messages: slots.len() as u32,
-            wait: core.settings.wait,
-            visibility: core.settings.visibility,
-        };
-        // A receive under way when the drain starts is allowed to finish (what
-        // it brings is released at once) unless the grace period runs out.
-        let result = tokio::select! {
-            r = core.queue.receive(req) => r,
-            _ = core.cut_off.cancelled() => return,
-        };
-        match result {
-            Ok(messages) => {
-                failures = 0;
-                core.health.set_polling(true);
-                let result = if messages.is_empty() {
-                    "empty"
-                } else {
-                    "messages"
-                };
-                core.metrics.polls.with_label_values(&[result]).inc();
-                core.metrics.messages_received.inc_by(messages.len() as u64);
-                let mut held = Vec::with_capacity(messages.len());
-                for (msg, slot) in messages.into_iter().zip(slots) {
-                    core.leases.add(&msg.receipt_handle);
-                    core.metrics.messages_in_hand.inc();
-                    held.push(Held {
-                        msg,
-                        _slot: slot,
-                        gauge: core.metrics.messages_in_hand.clone(),
-                    });
-                }
-                core.submit(held).await;
-            }
-            Err(e) => {
-                failures += 1;
-                drop(slots);
-                core.health.set_polling(false);
-                core.metrics.polls.with_label_values(&["error"]).inc();
-                core.metrics
-                    .poll_errors
-                    .with_label_values(&[e.kind.as_str()])
-                    .inc();
-                let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)))
-                    .min(Duration::from_secs(10));
-                tracing::warn!(poller = index, error = %e, ?delay, "receive failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = core.stop_new.cancelled() => return,
-                }
-            }
-        }
-    }
-}
-
-impl Core {
-    /// Hands received messages to their groups, starting group tasks as slots allow.
-    async fn submit(self: &Arc<Self>, held: Vec<Held>) {
-        let mut release = Vec::new();
-        {
-            let mut groups = lock(&self.groups);
-            for h in held {
-                let group = h.msg.group_id.clone();
-                match groups.submit(&group, h) {
-                    Submitted::Start(g) => {
-                        self.tasks.spawn(group_task(self.clone(), g));
-                    }
-                    Submitted::Queued => {}
-                    Submitted::Release(h) => release.push(h),
-                }
-            }
-        }
-        self.release(release, "drain").await;
-    }
-
-    /// Makes messages visible again at once (they were not started).
-    async fn release(&self, held: Vec<Held>, why: &str) {
-        for chunk in held.chunks(MAX_BATCH) {
-            let entries: Vec<(&str, Duration)> = chunk
-                .iter()
-                .map(|h| (h.msg.receipt_handle.as_str(), Duration::ZERO))
-                .collect();
-            for h in chunk {
-                self.leases.remove(&h.msg.receipt_handle);
-            }
-            let outcome = match self.queue.change_visibility_batch(&entries).await {
-                Ok(results) if results.iter().all(Result::is_ok) => "ok",
-                Ok(_) | Err(_) => "failed",
-            };
-            self.metrics
-                .visibility_changes
-                .with_label_values(&["release", outcome])
-                .inc_by(chunk.len() as u64);
-            tracing::debug!(count = chunk.len(), why, outcome, "released messages");
-        }
-    }
-
-    /// Leaves a failed message invisible for `after`, so the group retries then.
-    async fn back_off(&self, held: Held, after: Duration) {
-        self.leases.remove(&held.msg.receipt_handle);
-        let outcome = match self
-            .queue
-            .change_visibility(&held.msg.receipt_handle, after)
-            .await
-        {
-            Ok(()) => "ok",
-            Err(e) => {
-                tracing::warn!(error = %e, "could not set retry backoff; the message returns after its visibility timeout");
-                "failed"
-            }
-        };
-        self.metrics
-            .visibility_changes
-            .with_label_values(&["backoff", outcome])
-            .inc();
-    }
-
-    /// Sends the raw body to the DLQ with the reason as message attributes.
-    async fn dead_letter(
-        &self,
-        msg: &QueueMessage,
-        reason: &str,
-        kind: &str,
-    ) -> Result<(), BackendError> {
-        let mut attributes = BTreeMap::new();
-        // SQS attribute values may be long, but a reason is for humans: keep it short.
-        let reason: String = reason.chars().take(1024).collect();
-        attributes.insert("reason".to_owned(), reason);
-        attributes.insert("errorType".to_owned(), kind.to_owned());
-        attributes.insert("sourceMessageId".to_owned(), msg.message_id.clone());
-        attributes.insert("sourceQueue".to_owned(), self.queue.url().to_owned());
-        attributes.insert("receiveCount".to_owned(), msg.receive_count.to_string());
-        attributes.insert("deadLetteredAt".to_owned(), now_ms().to_string());
-        let out = OutgoingMessage {
-            body: msg.body.clone(),
-            group_id: if msg.group_id.is_empty() {
-                "unknown".to_owned()
-            } else {
-                msg.group_id.clone()
-            },
-            // Unique per original send, so a later dead-lettering of a replayed
-            // copy (which has a new message id) is not swallowed by deduplication.
-            dedup_id: msg.message_id.clone(),
-            attributes,
-        };
-        self.dlq.send(&out).await.map(|_| ())
-    }
-}
-
-/// [`run_group`] as a boxed future: group tasks start other groups' tasks.
-fn group_task(core: Arc<Core>, group: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(run_group(core, group))
-}
-
-/// Runs one group's messages one after another until none is left.
-async fn run_group(core: Arc<Core>, group: String) {
-    core.metrics.groups_in_flight.inc();
-    let mut next = lock(&core.groups).next(&group);
-    loop {
-        let held = match next {
-            Next::Item(h) => h,
-            Next::Finished { start, release } => {
-                for g in start {
-                    core.tasks.spawn(group_task(core.clone(), g));
-                }
-                core.release(release, "drain").await;
-                break;
-            }
-        };
-        // A panic in a step is a bug; it must not take the group (and its leases)
-        // down with it. Retried like a transient failure: if it keeps panicking,
-        // SQS's redrive moves the message to the DLQ after maxReceiveCount.
-        let handled = AssertUnwindSafe(core.handler.handle(&held.msg)).catch_unwind();
-        let outcome = tokio::select! {
-            o = handled => o.unwrap_or_else(|_| {
-                core.metrics.backend_errors.with_label_values(&["handle", "panic"]).inc();
-                tracing::error!(message_id = %held.msg.message_id, "handling panicked; retrying later");
-                Outcome::Retry {
-                    after: Duration::from_secs(u64::from(held.msg.receive_count.max(1)).min(60)),
-                    reason: "handling panicked".to_owned(),
-                }
-            }),
-            _ = core.cut_off.cancelled() => {
-                // Partly done work is redelivered: delivery is at-least-once and
-                // every frame carries the message id.
-                core.release(vec![held], "cut off").await;
-                next = lock(&core.groups).abandon(&group);
-                continue;
-            }
-        };
-        match outcome {
-            Outcome::Done => ack(&core, held).await,
-            Outcome::Dead { reason, kind } => {
-                match core.dead_letter(&held.msg, &reason, kind).await {
-                    Ok(()) => {
-                        core.metrics.dead_letters.with_label_values(&[kind]).inc();
-                        ack(&core, held).await;
-                    }
-                    Err(e) => {
-                        // Not deleted: it comes back, and after maxReceiveCount
-                        // SQS's redrive moves it to the DLQ itself.
-                        core.metrics
-                            .backend_errors
-                            .with_label_values(&["dead_letter", e.kind.as_str()])
-                            .inc();
-                        tracing::error!(error = %e, "could not send to the dead-letter queue; retrying later");
-                        let after =
-                            Duration::from_secs(u64::from(held.msg.receive_count.max(1)).min(60));
-                        core.back_off(held, after).await;
-                        next = lock(&core.groups).abandon(&group);
-                        continue;
-                    }
-                }
-            }
-            Outcome::Retry { after, .. } => {
-                core.back_off(held, after).await;
-                next = lock(&core.groups).abandon(&group);
-                continue;
-            }
-        }
-        next = lock(&core.groups).next(&group);
-    }
-    core.metrics.groups_in_flight.dec();
-}
-
-async fn ack(core: &Core, held: Held) {
-    if let Err(mpsc::error::SendError(held)) = core.acks.send(held).await {
-        // The acker is gone only after the drain gave up waiting; the message
-        // will be redelivered after its visibility timeout.
-        core.leases.remove(&held.msg.receipt_handle);
     }
 }

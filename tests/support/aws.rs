@@ -7,11 +7,37 @@ use aws_sdk_sqs::config::Credentials;
 use switchboard::backend::aws::AwsBackend;
 use switchboard::ops::migrate;
 
-/// moto's URL, e.g. `http://127.0.0.1:5123`.
-pub fn endpoint() -> String {
+/// moto's own URL, e.g. `http://127.0.0.1:5123`.
+pub fn moto_url() -> String {
     std::env::var("SWITCHBOARD_TEST_AWS_ENDPOINT").expect(
         "aws-tests need SWITCHBOARD_TEST_AWS_ENDPOINT pointing at moto_server: run scripts/test.sh",
     )
+}
+
+/// The AWS endpoint tests use: moto behind this process's serialising proxy
+/// (`fault_proxy.rs` says why), started once on its own thread and runtime so
+/// it outlives every test's runtime.
+pub fn endpoint() -> String {
+    static PROXY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROXY
+        .get_or_init(|| {
+            let upstream = moto_url();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(async {
+                    let proxy = super::fault_proxy::FaultProxy::start_serializing(&upstream).await;
+                    tx.send(proxy.url.clone()).expect("report proxy URL");
+                    std::future::pending::<()>().await
+                })
+            });
+            rx.recv().expect("moto proxy started")
+        })
+        .clone()
 }
 
 /// SDK configuration for moto at `endpoint` (static test credentials, one retry).
@@ -148,7 +174,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The worker's configuration from real command-line flags: the stack's queue
-/// and tables, `callback_url`, 1 s long polls, plus `extra` flags.
+/// and tables, `callback_url`, 1 s long polls, one poller (see below), plus
+/// `extra` flags (later flags win).
 pub fn worker_config(stack: &Stack, callback_url: &str, extra: &[&str]) -> WorkerConfig {
     let mut argv = vec![
         "switchboard".to_owned(),
@@ -165,6 +192,13 @@ pub fn worker_config(stack: &Stack, callback_url: &str, extra: &[&str]) -> Worke
         "1".to_owned(),
         "--shutdown-grace".to_owned(),
         "10s".to_owned(),
+        // moto's ReceiveMessage is not atomic: two concurrent receives can return
+        // the same message, or two messages of one group (measured: duplicates and
+        // swapped pairs with 2 pollers). SQS hands out a group's next message only
+        // after the previous one is deleted or visible again, so on AWS (and on the
+        // embedded queue) several pollers keep order; on moto, one poller.
+        "--pollers".to_owned(),
+        "1".to_owned(),
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
     let Command::Worker(args) = Cli::try_parse_from(argv).expect("valid flags").command else {

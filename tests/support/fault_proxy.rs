@@ -1,6 +1,13 @@
 //! An HTTP proxy in front of moto that injects failures into chosen AWS
 //! operations (by `X-Amz-Target`, e.g. `DynamoDB_20120810.PutItem`), so tests
 //! see real throttling and 5xx answers from a real SDK client.
+//!
+//! It can also serialise SQS calls that moto does not make thread-safe: moto's
+//! DeleteMessage rebuilds the queue's message list without a lock while
+//! SendMessage appends under one, so concurrent deletes can bring a deleted
+//! message back and a delete racing a send can lose the sent message (seen here:
+//! a message redelivered one visibility timeout after its group moved on).
+//! SQS itself has no such races. Long polls are never serialised.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +40,17 @@ struct ProxyState {
     client: Client<HttpConnector, http_body_util::Full<bytes::Bytes>>,
     faults: Arc<Mutex<HashMap<String, Fault>>>,
     seen: Arc<Mutex<HashMap<String, u32>>>,
+    /// Held while forwarding a call moto must not run concurrently.
+    serial: Option<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// SQS operations that add to or rebuild moto's message list.
+const MOTO_UNSAFE: &[&str] = &[
+    "AmazonSQS.SendMessage",
+    "AmazonSQS.SendMessageBatch",
+    "AmazonSQS.DeleteMessage",
+    "AmazonSQS.DeleteMessageBatch",
+];
 
 /// Handle to a running proxy.
 #[derive(Clone)]
@@ -46,6 +63,15 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` on 127.0.0.1.
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, false).await
+    }
+
+    /// Starts a proxy that also runs moto's thread-unsafe SQS calls one at a time.
+    pub async fn start_serializing(upstream: &str) -> Self {
+        Self::start_with(upstream, true).await
+    }
+
+    async fn start_with(upstream: &str, serialize: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = ProxyState {
@@ -53,6 +79,7 @@ impl FaultProxy {
             client: Client::builder(TokioExecutor::new()).build_http(),
             faults: Arc::default(),
             seen: Arc::default(),
+            serial: serialize.then(Arc::default),
         };
         let app = Router::new().fallback(forward).with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -126,6 +153,10 @@ async fn forward(State(s): State<ProxyState>, req: Request) -> Response {
     parts.uri = format!("{}{path}", s.upstream).parse::<Uri>().unwrap();
     parts.headers.remove("host");
     let upstream = hyper::Request::from_parts(parts, http_body_util::Full::new(bytes));
+    let _serial = match &s.serial {
+        Some(m) if MOTO_UNSAFE.contains(&target.as_str()) => Some(m.lock().await),
+        _ => None,
+    };
     match s.client.request(upstream).await {
         Ok(resp) => resp.map(Body::new).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),

@@ -1,0 +1,74 @@
+//! The long-polling receivers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::core::Core;
+use super::held::Held;
+use crate::backend::{MAX_BATCH, ReceiveRequest};
+
+/// One long-polling receiver.
+pub(super) async fn poll(core: Arc<Core>, index: usize) {
+    let mut failures: u32 = 0;
+    loop {
+        // Backpressure: receive only as many messages as there is room for.
+        let first = tokio::select! {
+            p = core.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = core.stop_new.cancelled() => return,
+        };
+        let mut slots = vec![first];
+        while slots.len() < MAX_BATCH {
+            match core.slots.clone().try_acquire_owned() {
+                Ok(p) => slots.push(p),
+                Err(_) => break,
+            }
+        }
+        let req = ReceiveRequest {
+            max_messages: slots.len() as u32,
+            wait: core.settings.wait,
+            visibility: core.settings.visibility,
+        };
+        // A receive under way when the drain starts is allowed to finish (what
+        // it brings is released at once) unless the grace period runs out.
+        let result = tokio::select! {
+            r = core.queue.receive(req) => r,
+            _ = core.cut_off.cancelled() => return,
+        };
+        match result {
+            Ok(messages) => {
+                failures = 0;
+                core.health.set_polling(true);
+                let result = if messages.is_empty() {
+                    "empty"
+                } else {
+                    "messages"
+                };
+                core.metrics.polls.with_label_values(&[result]).inc();
+                core.metrics.messages_received.inc_by(messages.len() as u64);
+                let held: Vec<Held> = messages
+                    .into_iter()
+                    .zip(slots)
+                    .filter_map(|(msg, slot)| core.in_hand.take(msg, slot))
+                    .collect();
+                core.submit(held).await;
+            }
+            Err(e) => {
+                failures += 1;
+                drop(slots);
+                core.health.set_polling(false);
+                core.metrics.polls.with_label_values(&["error"]).inc();
+                core.metrics
+                    .poll_errors
+                    .with_label_values(&[e.kind.as_str()])
+                    .inc();
+                let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)))
+                    .min(Duration::from_secs(10));
+                tracing::warn!(poller = index, error = %e, ?delay, "receive failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = core.stop_new.cancelled() => return,
+                }
+            }
+        }
+    }
+}
