@@ -199,7 +199,9 @@ where
     }
 
     fn fail(self: Box<Self>, err: BackendError) {
-        let _ = self.tx.send(Err(BackendError::new(err.kind, self.op, err.message)));
+        let _ = self
+            .tx
+            .send(Err(BackendError::new(err.kind, self.op, err.message)));
     }
 }
 
@@ -464,7 +466,9 @@ fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
             }
             Err(_) => {
                 // The job's answer channel went with it: its caller gets an error.
-                tracing::error!("an embedded store operation panicked; its writes were rolled back");
+                tracing::error!(
+                    "an embedded store operation panicked; its writes were rolled back"
+                );
                 let _ = exec(conn, "ROLLBACK TO job");
                 let _ = exec(conn, "RELEASE job");
             }

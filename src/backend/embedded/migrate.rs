@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::queue::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
 use super::EmbeddedStore;
+use super::queue::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
 use crate::backend::{BackendError, ErrorKind, Result};
 use crate::ops::migrate::{Names, migrations};
 
@@ -35,7 +35,11 @@ fn number(logical_id: &str, key: &str, v: &Value) -> Result<u64> {
         Value::String(s) => s.parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| bad(format!("{logical_id}.{key} must be a whole number: got {v}")))
+    .ok_or_else(|| {
+        bad(format!(
+            "{logical_id}.{key} must be a whole number: got {v}"
+        ))
+    })
 }
 
 /// Queue settings from CloudFormation-style properties; `queues` maps logical
@@ -85,9 +89,9 @@ fn settings(
                         .map(str::to_owned)
                         .ok_or_else(|| bad(format!("{logical_id}.RedrivePolicy has no deadLetterTargetArn")))?,
                 };
-                let max = v
-                    .get("maxReceiveCount")
-                    .ok_or_else(|| bad(format!("{logical_id}.RedrivePolicy has no maxReceiveCount")))?;
+                let max = v.get("maxReceiveCount").ok_or_else(|| {
+                    bad(format!("{logical_id}.RedrivePolicy has no maxReceiveCount"))
+                })?;
                 s.redrive = Some(Redrive {
                     dead_letter_queue: dlq,
                     max_receive_count: u32::try_from(number(logical_id, "maxReceiveCount", max)?)
@@ -110,9 +114,12 @@ pub(super) async fn run(store: &EmbeddedStore, names: &Names) -> Result<Migrated
     let mut steps = Vec::new();
     let mut queues: HashMap<String, String> = HashMap::new();
     for m in defs {
-        let name = names
-            .for_logical_id(&m.logical_id)
-            .ok_or_else(|| bad(format!("migration with unknown logical_id {}", m.logical_id)))?;
+        let name = names.for_logical_id(&m.logical_id).ok_or_else(|| {
+            bad(format!(
+                "migration with unknown logical_id {}",
+                m.logical_id
+            ))
+        })?;
         match m.kind.as_str() {
             // Rows carry their table name: nothing to create, no index to wait for.
             "dynamodb_table" => steps.push(format!("table {name}: ready")),
@@ -125,14 +132,22 @@ pub(super) async fn run(store: &EmbeddedStore, names: &Names) -> Result<Migrated
                     s.dedup_scope,
                     s.redrive
                         .as_ref()
-                        .map(|r| format!(", dead letters to {} after {} receives", r.dead_letter_queue, r.max_receive_count))
+                        .map(|r| format!(
+                            ", dead letters to {} after {} receives",
+                            r.dead_letter_queue, r.max_receive_count
+                        ))
                         .unwrap_or_default()
                 );
                 store.create_queue(name, s).await?;
                 queues.insert(m.logical_id.clone(), name.to_owned());
                 steps.push(line);
             }
-            other => return Err(bad(format!("migration {} has unknown kind {other}", m.logical_id))),
+            other => {
+                return Err(bad(format!(
+                    "migration {} has unknown kind {other}",
+                    m.logical_id
+                )));
+            }
         }
     }
     let url = |id: &str| {
@@ -172,7 +187,10 @@ mod tests {
         assert_eq!(s.retention, Duration::from_secs(345_600));
         assert_eq!(
             s.redrive,
-            Some(Redrive { dead_letter_queue: "d.fifo".into(), max_receive_count: 5 })
+            Some(Redrive {
+                dead_letter_queue: "d.fifo".into(),
+                max_receive_count: 5
+            })
         );
     }
 

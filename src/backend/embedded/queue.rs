@@ -28,6 +28,10 @@ const MAX_WAIT: Duration = Duration::from_secs(20);
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// SQS allows 10 message attributes.
 const MAX_ATTRIBUTES: usize = 10;
+/// SQS looks for available groups among the first 20,000 messages only (a
+/// deep backlog in blocked groups hides the groups behind it); so do we, which
+/// also bounds the cost of a receive.
+const GROUP_SCAN_LIMIT: i64 = 20_000;
 /// MessageGroupId and MessageDeduplicationId: 1 to 128 characters.
 const MAX_ID_CHARS: usize = 128;
 
@@ -207,7 +211,9 @@ impl EmbeddedQueue {
                 load(conn, OP, dlq).map_err(|_| {
                     invalid(
                         OP,
-                        format!("dead-letter queue {URL_PREFIX}{dlq} does not exist: create it first"),
+                        format!(
+                            "dead-letter queue {URL_PREFIX}{dlq} does not exist: create it first"
+                        ),
                     )
                 })?;
             }
@@ -308,9 +314,11 @@ fn receive_tx(
         let mut scanned_all = true;
         {
             let mut s = conn
-                .prepare_cached("SELECT group_id FROM queue_messages WHERE queue = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "SELECT group_id FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+                )
                 .map_err(sql)?;
-            let mut rows = s.query([name]).map_err(sql)?;
+            let mut rows = s.query(params![name, GROUP_SCAN_LIMIT]).map_err(sql)?;
             while let Some(row) = rows.next().map_err(sql)? {
                 let g: String = row.get(0).map_err(sql)?;
                 if skip.insert(g.clone()) {
@@ -524,12 +532,17 @@ fn sqs_chars(s: &str) -> String {
 
 fn check_message(op: &'static str, msg: &OutgoingMessage) -> Result<()> {
     let id_ok = |s: &str| {
-        !s.is_empty() && s.chars().count() <= MAX_ID_CHARS && s.bytes().all(|b| b.is_ascii_graphic())
+        !s.is_empty()
+            && s.chars().count() <= MAX_ID_CHARS
+            && s.bytes().all(|b| b.is_ascii_graphic())
     };
     if !id_ok(&msg.group_id) {
         return Err(invalid(
             op,
-            format!("MessageGroupId `{}` must be 1 to 128 printable ASCII characters", msg.group_id),
+            format!(
+                "MessageGroupId `{}` must be 1 to 128 printable ASCII characters",
+                msg.group_id
+            ),
         ));
     }
     if !id_ok(&msg.dedup_id) {
@@ -547,24 +560,34 @@ fn check_message(op: &'static str, msg: &OutgoingMessage) -> Result<()> {
     if msg.attributes.len() > MAX_ATTRIBUTES {
         return Err(invalid(
             op,
-            format!("{} message attributes, at most {MAX_ATTRIBUTES}", msg.attributes.len()),
+            format!(
+                "{} message attributes, at most {MAX_ATTRIBUTES}",
+                msg.attributes.len()
+            ),
         ));
     }
     for (k, v) in &msg.attributes {
         let lower = k.to_ascii_lowercase();
         let name_ok = !k.is_empty()
             && k.len() <= 256
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
             && !k.starts_with('.')
             && !k.ends_with('.')
             && !k.contains("..")
             && !lower.starts_with("aws.")
             && !lower.starts_with("amazon.");
         if !name_ok {
-            return Err(invalid(op, format!("`{k}` is not a valid message attribute name")));
+            return Err(invalid(
+                op,
+                format!("`{k}` is not a valid message attribute name"),
+            ));
         }
         if v.is_empty() {
-            return Err(invalid(op, format!("message attribute `{k}` has an empty value")));
+            return Err(invalid(
+                op,
+                format!("message attribute `{k}` has an empty value"),
+            ));
         }
     }
     let size = msg.body.len()
@@ -593,16 +616,17 @@ impl Queue for EmbeddedQueue {
         if !(1..=MAX_BATCH as u32).contains(&req.max_messages) {
             return Err(invalid(
                 OP,
-                format!("MaxNumberOfMessages must be 1 to 10: got {}", req.max_messages),
+                format!(
+                    "MaxNumberOfMessages must be 1 to 10: got {}",
+                    req.max_messages
+                ),
             ));
-        }
-        if req.wait > MAX_WAIT {
-            return Err(invalid(OP, "WaitTimeSeconds must be 0 to 20"));
         }
         if req.visibility > MAX_VISIBILITY {
             return Err(invalid(OP, "VisibilityTimeout must be at most 12 hours"));
         }
-        let deadline = Instant::now() + req.wait;
+        // Capped like the SQS backend caps WaitTimeSeconds.
+        let deadline = Instant::now() + req.wait.min(MAX_WAIT);
         let max = req.max_messages as usize;
         let visibility_ms = ms(req.visibility);
         loop {
@@ -758,7 +782,9 @@ impl Queue for EmbeddedQueue {
                                 COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
                          FROM queue_messages WHERE queue = ?1",
                     )
-                    .and_then(|mut s| s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .and_then(|mut s| {
+                        s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    })
                     .map_err(|e| sql_error(OP, e))?;
                 Ok(QueueInfo {
                     fifo: true,
@@ -807,7 +833,12 @@ fn change_one(
 
 /// Stores a message unless its deduplication id was seen within the window;
 /// returns its message id and whether it is new.
-fn send_tx(conn: &Connection, name: &str, msg: &OutgoingMessage, now: i64) -> Result<(String, bool)> {
+fn send_tx(
+    conn: &Connection,
+    name: &str,
+    msg: &OutgoingMessage,
+    now: i64,
+) -> Result<(String, bool)> {
     const OP: &str = "embedded.SendMessage";
     let sql = |e| sql_error(OP, e);
     let q = load(conn, OP, name)?;
@@ -822,8 +853,10 @@ fn send_tx(conn: &Connection, name: &str, msg: &OutgoingMessage, now: i64) -> Re
              WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3",
         )
         .and_then(|mut s| {
-            s.query_row(params![name, scope, msg.dedup_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            s.query_row(params![name, scope, msg.dedup_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
         })
         .map_err(sql)?;
     if let Some((id, expires)) = seen {
@@ -839,7 +872,15 @@ fn send_tx(conn: &Connection, name: &str, msg: &OutgoingMessage, now: i64) -> Re
         "INSERT OR REPLACE INTO queue_dedup (queue, scope, dedup_id, message_id, expires_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| s.execute(params![name, scope, msg.dedup_id, id, now + DEDUP_WINDOW_MS]))
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            scope,
+            msg.dedup_id,
+            id,
+            now + DEDUP_WINDOW_MS
+        ])
+    })
     .map_err(sql)?;
     conn.prepare_cached(
         "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at_ms)
@@ -860,7 +901,13 @@ mod tests {
     fn names_and_urls() {
         assert_eq!(queue_name("embedded://a-b_1.fifo").unwrap(), "a-b_1.fifo");
         assert_eq!(queue_name("a.fifo").unwrap(), "a.fifo");
-        for bad in ["a", "embedded://a", ".fifo", "a b.fifo", "https://sqs/1/a.fifo"] {
+        for bad in [
+            "a",
+            "embedded://a",
+            ".fifo",
+            "a b.fifo",
+            "https://sqs/1/a.fifo",
+        ] {
             let e = queue_name(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Validation, "{bad}");
         }

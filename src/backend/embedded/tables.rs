@@ -38,7 +38,8 @@ pub struct EmbeddedConnections {
     page_size: u32,
 }
 
-const CONNECTION_COLUMNS: &str = "connection_id, session_id, user_id, connected_at, expires_at, domain_name, stage, source_ip";
+const CONNECTION_COLUMNS: &str =
+    "connection_id, session_id, user_id, connected_at, expires_at, domain_name, stage, source_ip";
 
 fn connection_of(r: &Row<'_>) -> rusqlite::Result<Connection> {
     Ok(Connection {
@@ -60,13 +61,20 @@ fn encode_cursor(index_attr: &str, index_value: &str, last: &str) -> String {
     serde_json::to_string(&key).unwrap_or_default()
 }
 
-fn decode_cursor(op: &'static str, cursor: &str, index_attr: &str, index_value: &str) -> Result<String> {
+fn decode_cursor(
+    op: &'static str,
+    cursor: &str,
+    index_attr: &str,
+    index_value: &str,
+) -> Result<String> {
     let key: BTreeMap<String, String> = serde_json::from_str(cursor)
         .map_err(|e| invalid(op, format!("bad cursor `{cursor}`: {e}")))?;
     if key.get(index_attr).map(String::as_str) != Some(index_value) {
         return Err(invalid(
             op,
-            format!("cursor `{cursor}` belongs to another query (expected {index_attr} = {index_value})"),
+            format!(
+                "cursor `{cursor}` belongs to another query (expected {index_attr} = {index_value})"
+            ),
         ));
     }
     key.get("connectionId")
@@ -170,14 +178,21 @@ impl Connections for EmbeddedConnections {
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>> {
         const OP: &str = "embedded.GetItem(connections)";
-        let (table, id, now) = (self.table.clone(), connection_id.to_owned(), now_secs(&self.db));
+        let (table, id, now) = (
+            self.table.clone(),
+            connection_id.to_owned(),
+            now_secs(&self.db),
+        );
         self.db
             .call(OP, move |sql| {
                 sql.prepare_cached(&format!(
                     "SELECT {CONNECTION_COLUMNS} FROM connections
                      WHERE tbl = ?1 AND connection_id = ?2 AND expires_at >= ?3"
                 ))
-                .and_then(|mut s| s.query_row(params![table, id, now], connection_of).optional())
+                .and_then(|mut s| {
+                    s.query_row(params![table, id, now], connection_of)
+                        .optional()
+                })
                 .map_err(|e| sql_error(OP, e))
             })
             .await
@@ -208,7 +223,12 @@ impl Connections for EmbeddedConnections {
                      AND connected_at = ?3 AND session_id = ?4",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![table, c.connection_id, c.connected_at, c.session_id])
+                    s.execute(params![
+                        table,
+                        c.connection_id,
+                        c.connected_at,
+                        c.session_id
+                    ])
                 })
                 .map(|n| n == 1)
                 .map_err(|e| sql_error(OP, e))
@@ -232,8 +252,14 @@ impl Connections for EmbeddedConnections {
     }
 
     async fn by_user(&self, user_id: &str, cursor: Option<String>) -> Result<Page<Connection>> {
-        self.query_index("embedded.Query(byUser)", "user_id", "userId", user_id, cursor)
-            .await
+        self.query_index(
+            "embedded.Query(byUser)",
+            "user_id",
+            "userId",
+            user_id,
+            cursor,
+        )
+        .await
     }
 }
 
@@ -256,9 +282,8 @@ impl EmbeddedMessages {
 fn stored_of(op: &'static str, r: &Row<'_>) -> rusqlite::Result<Result<StoredMessage>> {
     let sender: String = r.get(3)?;
     let payload: String = r.get(5)?;
-    let decoded = serde_json::from_str::<Sender>(&sender).and_then(|sender| {
-        Ok((sender, serde_json::from_str::<serde_json::Value>(&payload)?))
-    });
+    let decoded = serde_json::from_str::<Sender>(&sender)
+        .and_then(|sender| Ok((sender, serde_json::from_str::<serde_json::Value>(&payload)?)));
     Ok(match decoded {
         Ok((sender, payload)) => Ok(StoredMessage {
             session_id: r.get(0)?,
@@ -287,11 +312,18 @@ impl Messages for EmbeddedMessages {
         let sender = serde_json::to_string(&msg.sender)
             .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
         let payload = msg.payload.to_string();
-        let size = msg.session_id.len() + msg.id.len() + msg.action.len() + sender.len() + payload.len() + 64;
+        let size = msg.session_id.len()
+            + msg.id.len()
+            + msg.action.len()
+            + sender.len()
+            + payload.len()
+            + 64;
         if size > MAX_ITEM_BYTES {
             return Err(invalid(
                 OP,
-                format!("the item would be {size} bytes; DynamoDB items are at most {MAX_ITEM_BYTES}"),
+                format!(
+                    "the item would be {size} bytes; DynamoDB items are at most {MAX_ITEM_BYTES}"
+                ),
             ));
         }
         let (table, sk, m) = (self.table.clone(), msg.sort_key(), msg.clone());
@@ -326,7 +358,11 @@ impl Messages for EmbeddedMessages {
 
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>> {
         const OP: &str = "embedded.Query(messages)";
-        let (table, session, now) = (self.table.clone(), session_id.to_owned(), now_secs(&self.db));
+        let (table, session, now) = (
+            self.table.clone(),
+            session_id.to_owned(),
+            now_secs(&self.db),
+        );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .call(OP, move |sql| {
