@@ -318,6 +318,7 @@ async fn deleted_message_does_not_come_back(b: &dyn Backend) {
     let msgs = receive(q.as_ref(), 1, 1, 0).await;
     assert_eq!(bodies(&msgs), ["a1"]);
     delete(q.as_ref(), &msgs).await;
+    delete(q.as_ref(), &msgs).await; // deleting what is already gone succeeds, like SQS
     // Longer than the visibility timeout: it would be back by now.
     assert!(receive(q.as_ref(), 10, 1, 3).await.is_empty());
     let info = q.info().await.expect("info");
@@ -368,8 +369,10 @@ async fn redrive_moves_to_the_dlq_after_max_receive_count(b: &dyn Backend) {
     let q = b.queue(30, 2).await;
     send(q.as_ref(), "A", "a1").await;
     send(q.as_ref(), "A", "a2").await;
+    let mut first_id = None;
     for count in 1..=2 {
         let m = receive(q.as_ref(), 1, 30, 0).await;
+        first_id.get_or_insert(m[0].message_id.clone());
         assert_eq!(bodies(&m), ["a1"]);
         assert_eq!(m[0].receive_count, count);
         q.change_visibility(&m[0].receipt_handle, Duration::ZERO)
@@ -387,6 +390,11 @@ async fn redrive_moves_to_the_dlq_after_max_receive_count(b: &dyn Backend) {
     let dead = receive_eventually(dlq.as_ref(), 10, 30, Duration::from_secs(10)).await;
     assert_eq!(bodies(&dead), ["a1"]);
     assert_eq!(dead[0].group_id, "A");
+    assert_eq!(
+        Some(&dead[0].message_id),
+        first_id.as_ref(),
+        "moved, not copied"
+    );
 }
 
 async fn attributes_round_trip(b: &dyn Backend) {
@@ -660,6 +668,13 @@ mod embedded_only {
             .await
             .expect_err("over 12 hours");
         assert_eq!(err.kind, ErrorKind::Validation, "{err}");
+        let handle = m[0].receipt_handle.clone();
+        delete(q.as_ref(), &m).await;
+        let err = q
+            .change_visibility(&handle, Duration::from_secs(1))
+            .await
+            .expect_err("deleted: not in flight");
+        assert!(err.message.contains("MessageNotInflight"), "{err}");
         let err = q
             .delete_batch(&["not-a-handle"])
             .await
