@@ -169,6 +169,7 @@ both_backends!(
     deleted_message_does_not_come_back,
     visibility_expiry_redelivers_with_a_higher_receive_count,
     change_visibility_to_zero_releases_at_once,
+    released_messages_stay_behind_their_in_flight_head_and_in_order,
     redrive_moves_to_the_dlq_after_max_receive_count,
     attributes_round_trip,
     long_poll_returns_early_when_a_message_arrives,
@@ -363,6 +364,34 @@ async fn change_visibility_to_zero_releases_at_once(b: &dyn Backend) {
         "only the released one"
     );
     assert_eq!(back[0].receive_count, 2);
+}
+
+async fn released_messages_stay_behind_their_in_flight_head_and_in_order(b: &dyn Backend) {
+    let q = b.queue(30, 5).await;
+    for body in ["a1", "a2", "a3"] {
+        send(q.as_ref(), "A", body).await;
+    }
+    let msgs = receive(q.as_ref(), 10, 30, 0).await;
+    assert_eq!(bodies(&msgs), ["a1", "a2", "a3"]);
+    // Released back to front, while a1 stays in flight: a1 still blocks them.
+    for m in msgs[1..].iter().rev() {
+        q.change_visibility(&m.receipt_handle, Duration::ZERO)
+            .await
+            .expect("release");
+    }
+    assert!(
+        receive(q.as_ref(), 10, 30, 0).await.is_empty(),
+        "a1 in flight blocks a2 and a3"
+    );
+    q.change_visibility(&msgs[0].receipt_handle, Duration::ZERO)
+        .await
+        .expect("release");
+    let again = receive(q.as_ref(), 10, 30, 0).await;
+    assert_eq!(
+        bodies(&again),
+        ["a1", "a2", "a3"],
+        "send order, not release order"
+    );
 }
 
 async fn redrive_moves_to_the_dlq_after_max_receive_count(b: &dyn Backend) {
