@@ -18,11 +18,12 @@
 mod db;
 mod migrate;
 mod queue;
+mod schema;
 mod tables;
 
-pub use db::Sweep;
 pub use migrate::Migrated;
 pub use queue::{DedupScope, EmbeddedQueue, QueueSettings, Redrive, URL_PREFIX};
+pub use schema::Sweep;
 pub use tables::{DEFAULT_PAGE_SIZE, EmbeddedConnections, EmbeddedMessages};
 
 use std::path::{Path, PathBuf};
