@@ -8,8 +8,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::actions::{Actions, Fanout};
-use crate::backend::Queue;
 use crate::backend::aws::AwsBackend;
+use crate::backend::{BackendError, Connections, Messages, Push, Queue};
 use crate::cli::{Cli, Command, WorkerArgs};
 use crate::config::{UsageError, WorkerConfig};
 use crate::ops::migrate;
@@ -96,6 +96,46 @@ pub async fn run_worker_on_aws(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let sqs = backend.clone();
+    let backends = WorkerBackends {
+        queue: Arc::new(backend.queue(&config.queue_url)),
+        open_queue: Box::new(move |url| Ok(Arc::new(sqs.queue(url)) as Arc<dyn Queue>)),
+        connections: Arc::new(
+            backend.connections(&config.connections_table, config.query_page_size),
+        ),
+        messages: Arc::new(backend.messages(&config.messages_table)),
+        push: Arc::new(backend.push()),
+    };
+    run_worker(backends, config, listener, shutdown).await
+}
+
+/// Opens a queue by its URL.
+pub type QueueOpener = Box<dyn Fn(&str) -> Result<Arc<dyn Queue>, BackendError> + Send + Sync>;
+
+/// What the worker runs on: AWS services or the embedded backend.
+pub struct WorkerBackends {
+    /// The inbound FIFO queue.
+    pub queue: Arc<dyn Queue>,
+    /// Opens a queue by URL: the dead-letter queue, from `--dlq-url` or the
+    /// inbound queue's redrive policy.
+    pub open_queue: QueueOpener,
+    /// The connections table.
+    pub connections: Arc<dyn Connections>,
+    /// The messages table.
+    pub messages: Arc<dyn Messages>,
+    /// The @connections transport.
+    pub push: Arc<dyn Push>,
+}
+
+/// Runs the worker on `backends` (the queue and table names in `config` are
+/// not used: `backends` already names them), serving telemetry on
+/// `listener`, until `shutdown`.
+pub async fn run_worker(
+    backends: WorkerBackends,
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -108,7 +148,7 @@ pub async fn run_worker_on_aws(
         },
     ));
 
-    let queue: Arc<dyn Queue> = Arc::new(backend.queue(&config.queue_url));
+    let queue = backends.queue;
     tokio::pin!(shutdown);
     let probed = tokio::select! {
         i = probe_queue(queue.as_ref()) => Some(i?),
@@ -120,7 +160,7 @@ pub async fn run_worker_on_aws(
     if !info.fifo {
         return Err(UsageError(format!(
             "queue {} is not a FIFO queue: the worker keeps per-session order only on FIFO queues",
-            config.queue_url
+            queue.url()
         ))
         .into());
     }
@@ -131,26 +171,21 @@ pub async fn run_worker_on_aws(
         .ok_or_else(|| {
             UsageError(format!(
                 "queue {} has no RedrivePolicy: pass --dlq-url or run `switchboard migrate`",
-                config.queue_url
+                queue.url()
             ))
         })?;
+    let dlq = (backends.open_queue)(&dlq_url)
+        .with_context(|| format!("cannot open dead-letter queue {dlq_url}"))?;
     health.set_polling(true);
-    let dlq: Arc<dyn Queue> = Arc::new(backend.queue(dlq_url));
 
-    let connections =
-        Arc::new(backend.connections(&config.connections_table, config.query_page_size));
     let fanout = Fanout::new(
-        Arc::new(backend.push()),
-        connections,
+        backends.push,
+        backends.connections,
         config.fanout_concurrency,
         config.push_retry,
         metrics.clone(),
     );
-    let actions = Actions::new(
-        Arc::new(backend.messages(&config.messages_table)),
-        fanout,
-        config.actions.clone(),
-    );
+    let actions = Actions::new(backends.messages, fanout, config.actions.clone());
     let handler = Handler::new(
         actions,
         config.pipelines.clone(),

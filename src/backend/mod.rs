@@ -1,10 +1,12 @@
 //! The seams between the worker and the outside world: a FIFO [`Queue`], the
 //! [`Connections`] and [`Messages`] tables and the [`Push`] transport (@connections).
 //!
-//! `aws` implements them on SQS, DynamoDB and the API Gateway management API. The
+//! `aws` implements them on SQS, DynamoDB and the API Gateway management API;
+//! `embedded` implements all but `Push` on a local SQLite database. The
 //! worker only sees these traits, so the same code runs on any implementation.
 
 pub mod aws;
+pub mod embedded;
 mod error;
 
 pub use error::{BackendError, ErrorKind};

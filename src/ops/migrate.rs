@@ -91,7 +91,8 @@ impl From<&MigrateArgs> for Names {
 }
 
 impl Names {
-    fn for_logical_id(&self, id: &str) -> Option<&str> {
+    /// The name given to the resource with CloudFormation logical id `id`.
+    pub fn for_logical_id(&self, id: &str) -> Option<&str> {
         Some(match id {
             "ConnectionsTable" => &self.connections_table,
             "MessagesTable" => &self.messages_table,

@@ -12,9 +12,12 @@ pub(super) async fn poll(core: Arc<Core>, index: usize) {
     let mut failures: u32 = 0;
     loop {
         // Backpressure: receive only as many messages as there is room for.
+        // Biased: once the drain started, a free slot must not win the race
+        // and start another long poll (each one delays the exit by `wait`).
         let first = tokio::select! {
-            p = core.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            biased;
             _ = core.stop_new.cancelled() => return,
+            p = core.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let mut slots = vec![first];
         while slots.len() < MAX_BATCH {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod connections_server;
+pub mod embedded;
 
 #[cfg(feature = "aws-tests")]
 pub mod aws;

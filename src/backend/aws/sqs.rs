@@ -12,8 +12,8 @@ use aws_sdk_sqs::types::{
 
 use super::classify;
 use crate::backend::{
-    BackendError, ErrorKind, OutgoingMessage, Queue, QueueInfo, QueueMessage, ReceiveRequest,
-    Result,
+    BackendError, ErrorKind, MAX_BATCH, OutgoingMessage, Queue, QueueInfo, QueueMessage,
+    ReceiveRequest, Result,
 };
 
 /// One SQS queue, by URL.
@@ -78,6 +78,20 @@ fn batch_results(op: &'static str, n: usize, failed: &[BatchResultErrorEntry]) -
     results
 }
 
+/// SQS's batch limits, checked here so that every caller gets the same
+/// answer whatever stands behind the endpoint (moto does not check
+/// ChangeMessageVisibilityBatch, for one).
+fn check_batch(op: &'static str, n: usize) -> Result<()> {
+    if n > MAX_BATCH {
+        return Err(BackendError::new(
+            ErrorKind::Validation,
+            op,
+            format!("TooManyEntriesInBatchRequest: {n} entries, at most {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
 fn secs(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
@@ -89,11 +103,21 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, req: ReceiveRequest) -> Result<Vec<QueueMessage>> {
+        if !(1..=MAX_BATCH as u32).contains(&req.max_messages) {
+            return Err(BackendError::new(
+                ErrorKind::Validation,
+                "sqs.ReceiveMessage",
+                format!(
+                    "MaxNumberOfMessages must be 1 to {MAX_BATCH}: got {}",
+                    req.max_messages
+                ),
+            ));
+        }
         let out = self
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(req.max_messages.clamp(1, 10) as i32)
+            .max_number_of_messages(req.max_messages as i32)
             .wait_time_seconds(secs(req.wait).min(20))
             .visibility_timeout(secs(req.visibility))
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -133,6 +157,7 @@ impl Queue for SqsQueue {
 
     async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<Vec<Result<()>>> {
         const OP: &str = "sqs.DeleteMessageBatch";
+        check_batch(OP, receipt_handles.len())?;
         if receipt_handles.is_empty() {
             return Ok(Vec::new());
         }
@@ -163,6 +188,7 @@ impl Queue for SqsQueue {
         entries: &[(&str, Duration)],
     ) -> Result<Vec<Result<()>>> {
         const OP: &str = "sqs.ChangeMessageVisibilityBatch";
+        check_batch(OP, entries.len())?;
         if entries.is_empty() {
             return Ok(Vec::new());
         }

@@ -1,0 +1,410 @@
+//! The SQLite database behind the embedded backends.
+//!
+//! One connection, used by one blocking task at a time: callers queue a job and
+//! await its answer; whichever call finds no task running starts one with
+//! `spawn_blocking`, which runs every queued job in one transaction (group
+//! commit: one WAL sync for many operations), commits, and only then answers
+//! them. So an answered write is committed, and the tokio runtime never blocks
+//! on disk. `spawn_blocking` (not a thread of our own) also keeps tests with
+//! `tokio::time::pause()` honest: a paused clock does not auto-advance while a
+//! blocking task runs.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use super::schema::{Sweep, open_blocking, sweep};
+use crate::backend::{BackendError, ErrorKind, Result};
+
+/// Most jobs in one transaction, so one caller never waits behind thousands.
+const MAX_GROUP: usize = 256;
+
+/// How often expired items, dedup entries and messages past retention are
+/// removed (piggybacked on a call, see [`Db::call_then`]).
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// Epoch milliseconds that advance with tokio's clock.
+///
+/// Read once from the wall clock when the store opens, then advanced by
+/// `tokio::time::Instant`: timeouts inside one run are immune to wall-clock
+/// jumps, and tests drive them with `tokio::time::pause()` / `advance()`. The
+/// values written to disk are still wall-clock epoch times, so after a restart
+/// they compare correctly against the new run's clock.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    wall_ms: i64,
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Clock {
+            wall_ms,
+            start: Instant::now(),
+        }
+    }
+
+    /// Now, epoch ms.
+    pub(super) fn now_ms(&self) -> i64 {
+        let elapsed = Instant::now().saturating_duration_since(self.start);
+        self.wall_ms + i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// The tokio instant at which the clock reads `ms`.
+    pub(super) fn instant_at(&self, ms: i64) -> Instant {
+        let after = u64::try_from(ms - self.wall_ms).unwrap_or(0);
+        self.start + Duration::from_millis(after)
+    }
+}
+
+/// A job queued for the blocking task.
+trait Job: Send {
+    /// Runs inside the open transaction; says whether it succeeded (else its
+    /// writes are rolled back) and how to answer once the commit is known.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Box<dyn Reply>);
+    /// Answers without running (the transaction could not start).
+    fn fail(self: Box<Self>, err: BackendError);
+}
+
+/// The answer of a job that ran, sent after the commit.
+trait Reply: Send {
+    fn send(self: Box<Self>, commit: std::result::Result<(), &BackendError>);
+}
+
+struct FnJob<F, A, T> {
+    op: &'static str,
+    f: F,
+    after: A,
+    tx: oneshot::Sender<Result<T>>,
+}
+
+struct FnReply<A, T> {
+    op: &'static str,
+    result: Result<T>,
+    after: A,
+    tx: oneshot::Sender<Result<T>>,
+}
+
+impl<F, A, T> Job for FnJob<F, A, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    A: FnOnce(&T) + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Box<dyn Reply>) {
+        let FnJob { op, f, after, tx } = *self;
+        let result = f(conn);
+        let ok = result.is_ok();
+        (
+            ok,
+            Box::new(FnReply {
+                op,
+                result,
+                after,
+                tx,
+            }),
+        )
+    }
+
+    fn fail(self: Box<Self>, err: BackendError) {
+        let _ = self
+            .tx
+            .send(Err(BackendError::new(err.kind, self.op, err.message)));
+    }
+}
+
+impl<A, T> Reply for FnReply<A, T>
+where
+    A: FnOnce(&T) + Send + 'static,
+    T: Send + 'static,
+{
+    fn send(self: Box<Self>, commit: std::result::Result<(), &BackendError>) {
+        let FnReply {
+            op,
+            result,
+            after,
+            tx,
+        } = *self;
+        let result = match commit {
+            Ok(()) => result,
+            Err(e) => Err(BackendError::new(e.kind, op, e.message.clone())),
+        };
+        if let Ok(v) = &result {
+            after(v);
+        }
+        let _ = tx.send(result);
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<Box<dyn Job>>,
+    running: bool,
+}
+
+struct Shared {
+    conn: Mutex<Connection>,
+    pending: Mutex<Pending>,
+    notifies: Mutex<HashMap<String, Arc<Notify>>>,
+    last_sweep_ms: AtomicI64,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Db {
+    shared: Arc<Shared>,
+    /// The store's clock.
+    pub(super) clock: Clock,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("clock", &self.clock).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Jobs run under catch_unwind; a poisoned lock still guards consistent data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Classifies a SQLite error like the AWS errors: what retrying can fix.
+pub(super) fn sql_error(op: &'static str, e: rusqlite::Error) -> BackendError {
+    let kind = match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::OutOfMemory,
+        ) => ErrorKind::Server,
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => ErrorKind::AccessDenied,
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig) => ErrorKind::Validation,
+        _ => ErrorKind::Other,
+    };
+    BackendError::new(kind, op, e.to_string())
+}
+
+/// Where the database lives.
+pub(super) enum Location<'a> {
+    File(&'a Path),
+    Memory,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database, sets it up and makes messages
+    /// left in flight by an earlier run visible again.
+    pub(super) async fn open(location: Location<'_>) -> Result<Db> {
+        const OP: &str = "embedded.Open";
+        let clock = Clock::new();
+        let now = clock.now_ms();
+        let path = match location {
+            Location::File(p) => Some(p.to_owned()),
+            Location::Memory => None,
+        };
+        let conn = tokio::task::spawn_blocking(move || open_blocking(path.as_deref(), now))
+            .await
+            .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))??;
+        Ok(Db {
+            shared: Arc::new(Shared {
+                conn: Mutex::new(conn),
+                pending: Mutex::default(),
+                notifies: Mutex::default(),
+                last_sweep_ms: AtomicI64::new(now),
+            }),
+            clock,
+        })
+    }
+
+    /// Runs `f` in the next transaction and returns its result once committed.
+    pub(super) async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.call_then(op, f, |_| {}).await
+    }
+
+    /// Like [`Db::call`]; `after` sees the result once it is committed, before
+    /// the caller does (to wake long polls).
+    pub(super) async fn call_then<T, F, A>(&self, op: &'static str, f: F, after: A) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+        T: Send + 'static,
+    {
+        let now = self.clock.now_ms();
+        let last = self.shared.last_sweep_ms.load(Ordering::Relaxed);
+        if now - last >= SWEEP_EVERY_MS
+            && self
+                .shared
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // Nobody awaits it: it runs in the same transaction as this call.
+            let (tx, _rx) = oneshot::channel();
+            self.enqueue(Box::new(FnJob {
+                op: "embedded.Sweep",
+                f: move |conn: &Connection| sweep(conn, now),
+                after: |_: &Sweep| {},
+                tx,
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Box::new(FnJob { op, f, after, tx }));
+        rx.await.map_err(|_| {
+            BackendError::new(
+                ErrorKind::Server,
+                op,
+                "the embedded store stopped before answering",
+            )
+        })?
+    }
+
+    fn enqueue(&self, job: Box<dyn Job>) {
+        let start = {
+            let mut p = lock(&self.shared.pending);
+            p.jobs.push(job);
+            !std::mem::replace(&mut p.running, true)
+        };
+        if start {
+            let drainer = Drainer {
+                shared: self.shared.clone(),
+                done: false,
+            };
+            tokio::task::spawn_blocking(move || drainer.run());
+        }
+    }
+
+    /// The wake-up signal of queue `name`, shared by every handle to it.
+    pub(super) fn notify(&self, name: &str) -> Arc<Notify> {
+        lock(&self.shared.notifies)
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Removes what has expired now.
+    pub(super) async fn sweep(&self) -> Result<Sweep> {
+        let now = self.clock.now_ms();
+        self.shared.last_sweep_ms.store(now, Ordering::Relaxed);
+        self.call("embedded.Sweep", move |conn| sweep(conn, now))
+            .await
+    }
+}
+
+/// Runs queued jobs until none is left. If it is dropped without running (the
+/// runtime shut down first), it answers the queued jobs with an error instead
+/// of leaving their callers waiting.
+struct Drainer {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Drainer {
+    fn run(mut self) {
+        let conn = lock(&self.shared.conn);
+        loop {
+            let jobs = {
+                let mut p = lock(&self.shared.pending);
+                if p.jobs.is_empty() {
+                    p.running = false;
+                    break;
+                }
+                let rest = if p.jobs.len() > MAX_GROUP {
+                    p.jobs.split_off(MAX_GROUP)
+                } else {
+                    Vec::new()
+                };
+                std::mem::replace(&mut p.jobs, rest)
+            };
+            run_group(&conn, jobs);
+        }
+        drop(conn);
+        self.done = true;
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let jobs = {
+            let mut p = lock(&self.shared.pending);
+            p.running = false;
+            std::mem::take(&mut p.jobs)
+        };
+        for job in jobs {
+            job.fail(BackendError::new(
+                ErrorKind::Server,
+                "embedded",
+                "the embedded store's task stopped",
+            ));
+        }
+    }
+}
+
+/// Runs `jobs` in one transaction, each inside a savepoint so that a failing
+/// job leaves no partial writes and does not affect the others.
+fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = sql_error("sqlite.Begin", e);
+        for job in jobs {
+            job.fail(e.clone());
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
+            job.fail(e);
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| job.run(conn))) {
+            Ok((true, reply)) => {
+                let _ = exec(conn, "RELEASE job");
+                replies.push(reply);
+            }
+            Ok((false, reply)) => {
+                let _ = exec(conn, "ROLLBACK TO job");
+                let _ = exec(conn, "RELEASE job");
+                replies.push(reply);
+            }
+            Err(_) => {
+                // The job's answer channel went with it: its caller gets an error.
+                tracing::error!(
+                    "an embedded store operation panicked; its writes were rolled back"
+                );
+                let _ = exec(conn, "ROLLBACK TO job");
+                let _ = exec(conn, "RELEASE job");
+            }
+        }
+    }
+    let commit = exec(conn, "COMMIT");
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply.send(commit.as_ref().map(|_| ()));
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| sql_error("sqlite", e))
+}

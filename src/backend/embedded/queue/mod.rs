@@ -1,0 +1,388 @@
+//! [`Queue`] with SQS FIFO semantics on the embedded database: the public
+//! types and the async side (long polling, wake-ups) here, the transactions in
+//! `sql`, the request checks in `checks`.
+
+mod checks;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::params;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::db::{Db, sql_error};
+use crate::backend::{
+    BackendError, ErrorKind, MAX_BATCH, OutgoingMessage, Queue, QueueInfo, QueueMessage,
+    ReceiveRequest, Result,
+};
+pub(super) use checks::queue_name;
+use checks::{check_batch, check_message, sqs_chars};
+use sql::{Received, change_one, check_handle, load, receive_tx, send_tx};
+
+/// How embedded queues are addressed: `embedded://<queue name>`.
+pub const URL_PREFIX: &str = "embedded://";
+
+/// SQS keeps a deduplication id for 5 minutes after the first send.
+pub(in crate::backend::embedded) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// SQS's longest visibility timeout, and the longest a receive can stay in flight.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS's longest long poll (WaitTimeSeconds).
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Settings of an embedded FIFO queue: the SQS attributes it honours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// `VisibilityTimeout`: reported by `info()`; receives give their own.
+    pub visibility_timeout: Duration,
+    /// `MessageRetentionPeriod`: messages older than this are deleted.
+    pub retention: Duration,
+    /// `DeduplicationScope`.
+    pub dedup_scope: DedupScope,
+    /// `RedrivePolicy`: where a message goes after too many receives.
+    pub redrive: Option<Redrive>,
+}
+
+impl Default for QueueSettings {
+    /// SQS's defaults: 30 s visibility, 4 days retention, queue-wide dedup, no DLQ.
+    fn default() -> Self {
+        QueueSettings {
+            visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(4 * 24 * 3600),
+            dedup_scope: DedupScope::Queue,
+            redrive: None,
+        }
+    }
+}
+
+/// Within what a MessageDeduplicationId must be unique (SQS `DeduplicationScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupScope {
+    /// One id space for the whole queue (`queue`, SQS's default).
+    Queue,
+    /// One id space per message group (`messageGroup`, our inbound queue's).
+    MessageGroup,
+}
+
+impl DedupScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            DedupScope::Queue => "queue",
+            DedupScope::MessageGroup => "messageGroup",
+        }
+    }
+}
+
+/// A redrive policy: after `max_receive_count` receives, the next receive moves
+/// the message to `dead_letter_queue` instead of returning it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    /// Name or `embedded://` URL of the dead-letter queue; it must exist.
+    pub dead_letter_queue: String,
+    /// 1 to 1000, like SQS.
+    pub max_receive_count: u32,
+}
+
+pub(super) fn invalid(op: &'static str, message: impl Into<String>) -> BackendError {
+    BackendError::new(ErrorKind::Validation, op, message)
+}
+
+pub(super) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// One embedded FIFO queue. Cheap to clone; all handles to one queue share
+/// its long-poll wake-ups.
+#[derive(Clone, Debug)]
+pub struct EmbeddedQueue {
+    db: Db,
+    name: Arc<str>,
+    url: String,
+    notify: Arc<Notify>,
+}
+
+impl EmbeddedQueue {
+    /// A handle to queue `name` (which need not exist yet: calls on a missing
+    /// queue fail with [`ErrorKind::NotFound`], like SQS's NonExistentQueue).
+    pub(super) fn new(db: Db, name: String) -> Self {
+        EmbeddedQueue {
+            notify: db.notify(&name),
+            url: format!("{URL_PREFIX}{name}"),
+            name: name.into(),
+            db,
+        }
+    }
+
+    /// Creates the queue, or brings an existing one's settings in line.
+    pub(super) async fn create(db: Db, name: String, settings: QueueSettings) -> Result<Self> {
+        const OP: &str = "embedded.CreateQueue";
+        let name = queue_name(&name)?;
+        if settings.visibility_timeout > MAX_VISIBILITY {
+            return Err(invalid(OP, "VisibilityTimeout must be at most 12 hours"));
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(14 * 24 * 3600))
+            .contains(&settings.retention)
+        {
+            return Err(invalid(
+                OP,
+                "MessageRetentionPeriod must be 60 seconds to 14 days",
+            ));
+        }
+        let redrive = match &settings.redrive {
+            None => None,
+            Some(r) => {
+                if !(1..=1000).contains(&r.max_receive_count) {
+                    return Err(invalid(OP, "maxReceiveCount must be 1 to 1000"));
+                }
+                let dlq = queue_name(&r.dead_letter_queue)?;
+                if dlq == name {
+                    return Err(invalid(OP, "a queue cannot be its own dead-letter queue"));
+                }
+                Some((dlq, i64::from(r.max_receive_count)))
+            }
+        };
+        let now = db.clock.now_ms();
+        let row_name = name.clone();
+        db.call(OP, move |conn| {
+            if let Some((dlq, _)) = &redrive {
+                load(conn, OP, dlq).map_err(|_| {
+                    invalid(
+                        OP,
+                        format!(
+                            "dead-letter queue {URL_PREFIX}{dlq} does not exist: create it first"
+                        ),
+                    )
+                })?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO queues (name, visibility_timeout_ms, retention_ms, dedup_scope,
+                     dead_letter_queue, max_receive_count, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET
+                     visibility_timeout_ms = excluded.visibility_timeout_ms,
+                     retention_ms = excluded.retention_ms,
+                     dedup_scope = excluded.dedup_scope,
+                     dead_letter_queue = excluded.dead_letter_queue,
+                     max_receive_count = excluded.max_receive_count",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row_name,
+                    ms(settings.visibility_timeout),
+                    ms(settings.retention),
+                    settings.dedup_scope.as_str(),
+                    redrive.as_ref().map(|(d, _)| d.as_str()),
+                    redrive.as_ref().map(|(_, m)| *m),
+                    now,
+                ])
+            })
+            .map_err(|e| sql_error(OP, e))?;
+            Ok(())
+        })
+        .await?;
+        Ok(EmbeddedQueue::new(db, name))
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn receive(&self, req: ReceiveRequest) -> Result<Vec<QueueMessage>> {
+        const OP: &str = "embedded.ReceiveMessage";
+        if !(1..=MAX_BATCH as u32).contains(&req.max_messages) {
+            return Err(invalid(
+                OP,
+                format!(
+                    "MaxNumberOfMessages must be 1 to 10: got {}",
+                    req.max_messages
+                ),
+            ));
+        }
+        if req.visibility > MAX_VISIBILITY {
+            return Err(invalid(OP, "VisibilityTimeout must be at most 12 hours"));
+        }
+        // Capped like the SQS backend caps WaitTimeSeconds.
+        let deadline = Instant::now() + req.wait.min(MAX_WAIT);
+        let max = req.max_messages as usize;
+        let visibility_ms = ms(req.visibility);
+        loop {
+            // Registered before looking, so a send that commits after the look
+            // still wakes this poll.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.db.clock.now_ms();
+            let name = self.name.clone();
+            let db = self.db.clone();
+            let found = self
+                .db
+                .call_then(
+                    OP,
+                    move |conn| receive_tx(conn, &name, max, visibility_ms, now),
+                    move |r: &Received| {
+                        if let Some((dlq, _)) = &r.dead_lettered {
+                            db.notify(dlq).notify_waiters();
+                        }
+                    },
+                )
+                .await?;
+            if let Some((dlq, n)) = &found.dead_lettered {
+                tracing::info!(queue = %self.url, dead_letter_queue = %dlq, count = n, "moved messages past maxReceiveCount to the dead-letter queue");
+            }
+            if !found.messages.is_empty() || Instant::now() >= deadline {
+                return Ok(found.messages);
+            }
+            let wake = found
+                .next_visible_ms
+                .map_or(deadline, |t| self.db.clock.instant_at(t).min(deadline));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn delete_batch(&self, receipt_handles: &[&str]) -> Result<Vec<Result<()>>> {
+        const OP: &str = "embedded.DeleteMessageBatch";
+        check_batch(OP, receipt_handles.len())?;
+        if receipt_handles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let handles: Vec<String> = receipt_handles.iter().map(|h| (*h).to_owned()).collect();
+        let name = self.name.clone();
+        let now = self.db.clock.now_ms();
+        let notify = self.notify.clone();
+        self.db
+            .call_then(
+                OP,
+                move |conn| {
+                    let mut results = Vec::with_capacity(handles.len());
+                    for h in &handles {
+                        let r = check_handle(conn, OP, &name, h, now).and_then(|found| {
+                            if let Some((seq, _)) = found {
+                                conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
+                                    .and_then(|mut s| s.execute([seq]))
+                                    .map_err(|e| sql_error(OP, e))?;
+                            }
+                            // A message already gone counts as deleted, like SQS.
+                            Ok(())
+                        });
+                        results.push(r);
+                    }
+                    Ok(results)
+                },
+                // A delete can unblock the rest of a group.
+                move |r: &Vec<Result<()>>| {
+                    if r.iter().any(Result::is_ok) {
+                        notify.notify_waiters();
+                    }
+                },
+            )
+            .await
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        entries: &[(&str, Duration)],
+    ) -> Result<Vec<Result<()>>> {
+        const OP: &str = "embedded.ChangeMessageVisibilityBatch";
+        check_batch(OP, entries.len())?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(String, Duration)> =
+            entries.iter().map(|(h, t)| ((*h).to_owned(), *t)).collect();
+        let name = self.name.clone();
+        let now = self.db.clock.now_ms();
+        let notify = self.notify.clone();
+        self.db
+            .call_then(
+                OP,
+                move |conn| {
+                    let mut results = Vec::with_capacity(entries.len());
+                    for (h, timeout) in &entries {
+                        let r = change_one(conn, OP, &name, h, *timeout, now);
+                        results.push(r);
+                    }
+                    Ok(results)
+                },
+                move |r: &Vec<Result<()>>| {
+                    if r.iter().any(Result::is_ok) {
+                        notify.notify_waiters();
+                    }
+                },
+            )
+            .await
+    }
+
+    async fn send(&self, msg: &OutgoingMessage) -> Result<String> {
+        const OP: &str = "embedded.SendMessage";
+        check_message(OP, msg)?;
+        let msg = OutgoingMessage {
+            body: sqs_chars(&msg.body),
+            attributes: msg
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), sqs_chars(v)))
+                .collect(),
+            ..msg.clone()
+        };
+        let name = self.name.clone();
+        let now = self.db.clock.now_ms();
+        let notify = self.notify.clone();
+        let (id, _) = self
+            .db
+            .call_then(
+                OP,
+                move |conn| send_tx(conn, &name, &msg, now),
+                move |(_, new): &(String, bool)| {
+                    if *new {
+                        notify.notify_waiters();
+                    }
+                },
+            )
+            .await?;
+        Ok(id)
+    }
+
+    async fn info(&self) -> Result<QueueInfo> {
+        const OP: &str = "embedded.GetQueueAttributes";
+        let name = self.name.clone();
+        let now = self.db.clock.now_ms();
+        self.db
+            .call(OP, move |conn| {
+                let q = load(conn, OP, &name)?;
+                let (visible, in_flight): (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
+                                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
+                         FROM queue_messages WHERE queue = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    })
+                    .map_err(|e| sql_error(OP, e))?;
+                Ok(QueueInfo {
+                    fifo: true,
+                    visibility_timeout: Duration::from_millis(
+                        u64::try_from(q.visibility_ms).unwrap_or(0),
+                    ),
+                    dead_letter_url: q.dead_letter_queue.map(|d| format!("{URL_PREFIX}{d}")),
+                    max_receive_count: q.max_receive_count.and_then(|m| u32::try_from(m).ok()),
+                    approximate_messages: u64::try_from(visible).unwrap_or(0),
+                    approximate_in_flight: u64::try_from(in_flight).unwrap_or(0),
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,414 @@
+//! The queue's transactions: each runs inside one group-commit transaction
+//! of the store (see `db`), so it sees and leaves a consistent queue.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{DEDUP_WINDOW_MS, DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
+use crate::backend::embedded::db::sql_error;
+use crate::backend::{BackendError, ErrorKind, OutgoingMessage, QueueMessage, Result};
+
+/// SQS looks for available groups among the first 20,000 messages only (a
+/// deep backlog in blocked groups hides the groups behind it); so do we, which
+/// also bounds the cost of a receive.
+const GROUP_SCAN_LIMIT: i64 = 20_000;
+
+/// The stored settings of a queue.
+pub(super) struct QueueRow {
+    pub(super) retention_ms: i64,
+    pub(super) visibility_ms: i64,
+    pub(super) dedup_scope: String,
+    pub(super) dead_letter_queue: Option<String>,
+    pub(super) max_receive_count: Option<i64>,
+}
+
+pub(super) fn load(conn: &Connection, op: &'static str, name: &str) -> Result<QueueRow> {
+    conn.prepare_cached(
+        "SELECT retention_ms, visibility_timeout_ms, dedup_scope, dead_letter_queue, max_receive_count
+         FROM queues WHERE name = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([name], |r| {
+            Ok(QueueRow {
+                retention_ms: r.get(0)?,
+                visibility_ms: r.get(1)?,
+                dedup_scope: r.get(2)?,
+                dead_letter_queue: r.get(3)?,
+                max_receive_count: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(|e| sql_error(op, e))?
+    .ok_or_else(|| {
+        BackendError::new(
+            ErrorKind::NotFound,
+            op,
+            format!("queue {URL_PREFIX}{name} does not exist (NonExistentQueue)"),
+        )
+    })
+}
+
+/// What one receive transaction found.
+pub(super) struct Received {
+    pub(super) messages: Vec<QueueMessage>,
+    /// Set when nothing was returned: when the earliest message in flight
+    /// becomes visible again (a reason to look again before the wait ends).
+    pub(super) next_visible_ms: Option<i64>,
+    /// Messages moved to this dead-letter queue.
+    pub(super) dead_lettered: Option<(String, usize)>,
+}
+
+fn new_token() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// A random (version 4) UUID, the shape of SQS message ids.
+fn new_message_id() -> String {
+    let r = fastrand::u128(..);
+    let r = (r & !(0xf << 76)) | (0x4 << 76);
+    let r = (r & !(0x3 << 62)) | (0x2 << 62);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        r >> 96,
+        (r >> 80) & 0xffff,
+        (r >> 64) & 0xffff,
+        (r >> 48) & 0xffff,
+        r & 0xffff_ffff_ffff
+    )
+}
+
+pub(super) fn receive_tx(
+    conn: &Connection,
+    name: &str,
+    max: usize,
+    visibility_ms: i64,
+    now: i64,
+) -> Result<Received> {
+    const OP: &str = "embedded.ReceiveMessage";
+    let sql = |e| sql_error(OP, e);
+    let q = load(conn, OP, name)?;
+    let redrive = q.dead_letter_queue.clone().zip(q.max_receive_count);
+
+    // FIFO: a group with any message in flight returns nothing more.
+    let mut skip: HashSet<String> = {
+        let mut s = conn
+            .prepare_cached(
+                "SELECT DISTINCT group_id FROM queue_messages
+                 WHERE queue = ?1 AND invisible_until_ms > ?2",
+            )
+            .map_err(sql)?;
+        s.query_map(params![name, now], |r| r.get(0))
+            .map_err(sql)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql)?
+    };
+    let mut out = Vec::new();
+    let mut moved = 0;
+    loop {
+        // Groups in the order of their oldest message, as SQS serves them.
+        let mut groups = Vec::new();
+        let mut scanned_all = true;
+        {
+            let mut s = conn
+                .prepare_cached(
+                    "SELECT group_id FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let mut rows = s.query(params![name, GROUP_SCAN_LIMIT]).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let g: String = row.get(0).map_err(sql)?;
+                if skip.insert(g.clone()) {
+                    groups.push(g);
+                    if groups.len() >= max - out.len() {
+                        scanned_all = false;
+                        break;
+                    }
+                }
+            }
+        }
+        for group in &groups {
+            // Like SQS, fill the batch from one group before the next.
+            take_from_group(
+                conn,
+                name,
+                group,
+                &q,
+                redrive.as_ref(),
+                (max, visibility_ms, now),
+                &mut out,
+                &mut moved,
+            )?;
+            if out.len() >= max {
+                break;
+            }
+        }
+        if out.len() >= max || scanned_all {
+            break;
+        }
+    }
+    let next_visible_ms = if out.is_empty() {
+        conn.prepare_cached(
+            "SELECT MIN(invisible_until_ms) FROM queue_messages
+             WHERE queue = ?1 AND invisible_until_ms > ?2",
+        )
+        .and_then(|mut s| s.query_row(params![name, now], |r| r.get(0)))
+        .map_err(sql)?
+    } else {
+        None
+    };
+    Ok(Received {
+        messages: out,
+        next_visible_ms,
+        dead_lettered: redrive.filter(|_| moved > 0).map(|(d, _)| (d, moved)),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn take_from_group(
+    conn: &Connection,
+    name: &str,
+    group: &str,
+    q: &QueueRow,
+    redrive: Option<&(String, i64)>,
+    (max, visibility_ms, now): (usize, i64, i64),
+    out: &mut Vec<QueueMessage>,
+    moved: &mut usize,
+) -> Result<()> {
+    const OP: &str = "embedded.ReceiveMessage";
+    let sql = |e| sql_error(OP, e);
+    type Row = (i64, String, String, String, String, i64, i64);
+    let mut after_seq = 0_i64;
+    while out.len() < max {
+        let want = max - out.len();
+        let rows: Vec<Row> = conn
+            .prepare_cached(
+                "SELECT seq, message_id, dedup_id, body, attributes, receive_count, sent_at_ms
+                 FROM queue_messages WHERE queue = ?1 AND group_id = ?2 AND seq > ?3
+                 ORDER BY seq LIMIT ?4",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![name, group, after_seq, want as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(sql)?;
+        let exhausted = rows.len() < want;
+        for (seq, message_id, dedup_id, body, attributes, count, sent_at) in rows {
+            after_seq = seq;
+            if sent_at + q.retention_ms <= now {
+                // Past retention: SQS deletes it rather than delivering it.
+                conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
+                    .and_then(|mut s| s.execute([seq]))
+                    .map_err(sql)?;
+                continue;
+            }
+            if let Some((dlq, _)) = redrive.filter(|(_, m)| count >= *m) {
+                // The receive that would exceed maxReceiveCount moves it instead.
+                // FIFO DLQs restart the retention clock at the move (SQS docs).
+                conn.prepare_cached(
+                    "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body,
+                         attributes, sent_at_ms, receive_count)
+                     SELECT ?1, message_id, group_id, dedup_id, body, attributes, ?2, receive_count
+                     FROM queue_messages WHERE seq = ?3",
+                )
+                .and_then(|mut s| s.execute(params![dlq, now, seq]))
+                .and_then(|_| {
+                    conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
+                        .execute([seq])
+                })
+                .map_err(sql)?;
+                *moved += 1;
+                continue;
+            }
+            let token = new_token();
+            conn.prepare_cached(
+                "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
+                     received_at_ms = ?3, invisible_until_ms = ?4
+                 WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![seq, token, now, now + visibility_ms]))
+            .map_err(sql)?;
+            let attributes: BTreeMap<String, String> =
+                serde_json::from_str(&attributes).unwrap_or_default();
+            out.push(QueueMessage {
+                message_id,
+                receipt_handle: format!("{seq}:{token}"),
+                body,
+                group_id: group.to_owned(),
+                dedup_id: Some(dedup_id),
+                receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                attributes,
+            });
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A receipt handle checked against the stored message: its sequence number,
+/// or `None` when the message is gone (deleted, moved or expired).
+pub(super) fn check_handle(
+    conn: &Connection,
+    op: &'static str,
+    name: &str,
+    handle: &str,
+    now: i64,
+) -> Result<Option<(i64, i64)>> {
+    let parsed = handle.split_once(':').and_then(|(seq, token)| {
+        let seq: i64 = seq.parse().ok()?;
+        (token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())).then_some((seq, token))
+    });
+    let Some((seq, token)) = parsed else {
+        return Err(invalid(
+            op,
+            format!("ReceiptHandleIsInvalid: `{handle}` is not a valid receipt handle"),
+        ));
+    };
+    let row: Option<(String, Option<String>, i64, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT queue, receipt, invisible_until_ms, received_at_ms
+             FROM queue_messages WHERE seq = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+        })
+        .map_err(|e| sql_error(op, e))?;
+    let Some((queue, receipt, invisible_until, received_at)) = row else {
+        return Ok(None);
+    };
+    if queue != name {
+        return Err(invalid(
+            op,
+            format!("ReceiptHandleIsInvalid: `{handle}` is not valid for this queue"),
+        ));
+    }
+    // A FIFO receipt handle expires with its visibility timeout and when the
+    // message is received again: only the latest receive may act on it.
+    if receipt.as_deref() != Some(token) || invisible_until <= now {
+        return Err(invalid(
+            op,
+            format!("InvalidParameterValue: receipt handle `{handle}` has expired"),
+        ));
+    }
+    Ok(Some((seq, received_at.unwrap_or(now))))
+}
+
+pub(super) fn change_one(
+    conn: &Connection,
+    op: &'static str,
+    name: &str,
+    handle: &str,
+    timeout: Duration,
+    now: i64,
+) -> Result<()> {
+    if timeout > MAX_VISIBILITY {
+        return Err(invalid(op, "VisibilityTimeout must be at most 12 hours"));
+    }
+    let Some((seq, received_at)) = check_handle(conn, op, name, handle, now)? else {
+        return Err(invalid(
+            op,
+            format!("MessageNotInflight: the message of `{handle}` is not in flight"),
+        ));
+    };
+    let until = now + ms(timeout);
+    if until > received_at + ms(MAX_VISIBILITY) {
+        return Err(invalid(
+            op,
+            "a message can stay in flight at most 12 hours after it was received",
+        ));
+    }
+    conn.prepare_cached("UPDATE queue_messages SET invisible_until_ms = ?2 WHERE seq = ?1")
+        .and_then(|mut s| s.execute(params![seq, until]))
+        .map_err(|e| sql_error(op, e))?;
+    Ok(())
+}
+
+/// Stores a message unless its deduplication id was seen within the window;
+/// returns its message id and whether it is new.
+pub(super) fn send_tx(
+    conn: &Connection,
+    name: &str,
+    msg: &OutgoingMessage,
+    now: i64,
+) -> Result<(String, bool)> {
+    const OP: &str = "embedded.SendMessage";
+    let sql = |e| sql_error(OP, e);
+    let q = load(conn, OP, name)?;
+    let scope = if q.dedup_scope == DedupScope::MessageGroup.as_str() {
+        msg.group_id.as_str()
+    } else {
+        ""
+    };
+    let seen: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT message_id, expires_at_ms FROM queue_dedup
+             WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![name, scope, msg.dedup_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })
+        .map_err(sql)?;
+    if let Some((id, expires)) = seen {
+        if expires > now {
+            // Accepted and dropped, like SQS: the window counts from the first send.
+            return Ok((id, false));
+        }
+    }
+    let id = new_message_id();
+    let attributes = serde_json::to_string(&msg.attributes)
+        .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO queue_dedup (queue, scope, dedup_id, message_id, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            scope,
+            msg.dedup_id,
+            id,
+            now + DEDUP_WINDOW_MS
+        ])
+    })
+    .map_err(sql)?;
+    conn.prepare_cached(
+        "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![name, id, msg.group_id, msg.dedup_id, msg.body, attributes, now])
+    })
+    .map_err(sql)?;
+    Ok((id, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_message_id;
+
+    #[test]
+    fn message_ids_look_like_sqs_ones() {
+        let id = new_message_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, new_message_id());
+    }
+}

@@ -1,0 +1,204 @@
+//! The schema, how the file is opened (WAL, synchronous FULL, one owner), the
+//! repairs at open and the periodic sweep of expired data.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::db::sql_error;
+use crate::backend::{BackendError, ErrorKind, Result};
+
+/// Version of the schema below, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long opening waits for another process to let go of the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The schema. Every table carries the name of the table or queue it belongs
+/// to, so one file holds any number of them, like one AWS account.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY NOT NULL,
+    visibility_timeout_ms INTEGER NOT NULL,
+    retention_ms INTEGER NOT NULL,
+    dedup_scope TEXT NOT NULL CHECK (dedup_scope IN ('queue', 'messageGroup')),
+    dead_letter_queue TEXT,
+    max_receive_count INTEGER,
+    created_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- seq is the FIFO sequence number: AUTOINCREMENT never reuses a value, so send
+-- order is seq order and a receipt handle names exactly one stored message.
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    sent_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    received_at_ms INTEGER,
+    invisible_until_ms INTEGER NOT NULL DEFAULT 0
+) STRICT;
+-- (queue, group_id) ends in the rowid, seq: a group's messages in order.
+CREATE INDEX IF NOT EXISTS queue_messages_by_group ON queue_messages (queue, group_id);
+CREATE INDEX IF NOT EXISTS queue_messages_order ON queue_messages (queue, seq, group_id);
+CREATE INDEX IF NOT EXISTS queue_messages_in_flight ON queue_messages (queue, invisible_until_ms);
+
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (queue, scope, dedup_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_dedup_expiry ON queue_dedup (expires_at_ms);
+
+CREATE TABLE IF NOT EXISTS connections (
+    tbl TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    user_id TEXT,
+    connected_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    domain_name TEXT,
+    stage TEXT,
+    source_ip TEXT,
+    PRIMARY KEY (tbl, connection_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS connections_by_session ON connections (tbl, session_id, connection_id);
+CREATE INDEX IF NOT EXISTS connections_by_user ON connections (tbl, user_id, connection_id)
+    WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS connections_expiry ON connections (expires_at);
+
+CREATE TABLE IF NOT EXISTS stored_messages (
+    tbl TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tbl, session_id, sk)
+) STRICT;
+CREATE INDEX IF NOT EXISTS stored_messages_expiry ON stored_messages (expires_at);
+";
+
+pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connection> {
+    const OP: &str = "embedded.Open";
+    let err = |e: rusqlite::Error| {
+        let mut err = sql_error(OP, e);
+        if let Some(p) = path {
+            err.message = format!("{}: {}", p.display(), err.message);
+            if matches!(err.kind, ErrorKind::Server) && err.message.contains("locked") {
+                err.message.push_str(
+                    " (another switchboard process is using this state directory; stop it or use another directory)",
+                );
+                err.kind = ErrorKind::Other;
+            }
+        }
+        err
+    };
+    let conn = match path {
+        Some(p) => Connection::open(p).map_err(err)?,
+        None => Connection::open_in_memory().map_err(err)?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    if path.is_some() {
+        // One process owns the file: long polls are woken in-process, and
+        // messages in flight at open time belong to a consumer that is gone.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(BackendError::new(
+                ErrorKind::Other,
+                OP,
+                format!("SQLite refused WAL mode (journal_mode is {mode})"),
+            ));
+        }
+        // FULL: the WAL is synced at every commit, so an answered write survives
+        // a power cut too, not only a crash of the process (which NORMAL would
+        // already survive). Group commit makes it one sync per batch.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+    }
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(BackendError::new(
+            ErrorKind::Other,
+            OP,
+            format!(
+                "the store was written by a newer switchboard (schema {version}, this one knows {SCHEMA_VERSION})"
+            ),
+        ));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(err)?;
+    recover(&conn, now_ms).map_err(err)?;
+    Ok(conn)
+}
+
+/// Start-of-run repairs: messages in flight belonged to a consumer of an
+/// earlier run (the file is ours alone now), so they are visible again; dedup
+/// entries that end further ahead than one window (the wall clock went back
+/// between runs) end one window from now.
+fn recover(conn: &Connection, now_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE queue_messages SET invisible_until_ms = 0 WHERE invisible_until_ms > 0",
+        [],
+    )?;
+    let latest = now_ms + super::queue::DEDUP_WINDOW_MS;
+    conn.execute(
+        "UPDATE queue_dedup SET expires_at_ms = ?1 WHERE expires_at_ms > ?1",
+        [latest],
+    )?;
+    Ok(())
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Connections past their `expiresAt`.
+    pub connections: usize,
+    /// Stored messages past their `expiresAt`.
+    pub messages: usize,
+    /// Queue messages past their queue's retention period.
+    pub queue_messages: usize,
+    /// Deduplication entries past their 5-minute window.
+    pub dedup_entries: usize,
+}
+
+pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
+    let now_s = now_ms.div_euclid(1000);
+    let run = |sql: &str, v: i64| {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([v]))
+            .map_err(|e| sql_error("embedded.Sweep", e))
+    };
+    Ok(Sweep {
+        // Like DynamoDB TTL: expired when expiresAt is before now.
+        connections: run("DELETE FROM connections WHERE expires_at < ?1", now_s)?,
+        messages: run("DELETE FROM stored_messages WHERE expires_at < ?1", now_s)?,
+        queue_messages: run(
+            "DELETE FROM queue_messages WHERE seq IN (
+                SELECT m.seq FROM queue_messages m JOIN queues q ON q.name = m.queue
+                WHERE m.sent_at_ms + q.retention_ms <= ?1)",
+            now_ms,
+        )?,
+        dedup_entries: run("DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", now_ms)?,
+    })
+}
