@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod connections_server;
+pub mod recorder;
+pub mod ws;
 
 #[cfg(feature = "aws-tests")]
 pub mod aws;
