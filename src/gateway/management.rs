@@ -47,11 +47,12 @@ fn ok(status: StatusCode) -> Response {
     (status, [("x-amzn-RequestId", new_id())]).into_response()
 }
 
-/// Refuses callers the configuration does not allow, and unknown stages.
-fn check_access(gw: &Gateway, peer: SocketAddr, stage: &str) -> Result<(), Response> {
+/// The refusal for callers the configuration does not allow and for unknown
+/// stages; `None` when the request may proceed.
+fn refusal(gw: &Gateway, peer: SocketAddr, stage: &str) -> Option<Response> {
     match gw.config().management {
         Management::Loopback if !peer.ip().is_loopback() => {
-            return Err(error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 "ForbiddenException",
                 "the @connections API only answers callers on loopback ([management] bind = \"loopback\")",
@@ -60,13 +61,13 @@ fn check_access(gw: &Gateway, peer: SocketAddr, stage: &str) -> Result<(), Respo
         Management::Loopback => {}
     }
     if !gw.config().stages.iter().any(|s| s == stage) {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
             &format!("no stage `{stage}`"),
         ));
     }
-    Ok(())
+    None
 }
 
 /// PostToConnection: the raw body becomes one frame (text when it is UTF-8).
@@ -76,7 +77,7 @@ pub(super) async fn post(
     Path((stage, id)): Path<(String, String)>,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_access(&gw, peer, &stage) {
+    if let Some(r) = refusal(&gw, peer, &stage) {
         return r;
     }
     let limit = gw.config().limits.message_bytes;
@@ -123,7 +124,7 @@ pub(super) async fn get(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = check_access(&gw, peer, &stage) {
+    if let Some(r) = refusal(&gw, peer, &stage) {
         return r;
     }
     let Some(handle) = gw.inner.registry.get(&id).filter(|h| !h.is_closing()) else {
@@ -153,7 +154,7 @@ pub(super) async fn delete(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stage, id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = check_access(&gw, peer, &stage) {
+    if let Some(r) = refusal(&gw, peer, &stage) {
         return r;
     }
     let Some(handle) = gw.inner.registry.get(&id).filter(|h| !h.is_closing()) else {
