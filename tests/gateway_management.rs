@@ -148,6 +148,21 @@ async fn post_get_delete_through_the_sdk() {
         err.as_service_error().unwrap().is_gone_exception(),
         "{err:?}"
     );
+
+    // Every call was counted, by operation and outcome.
+    let metrics = gw.gateway.metrics().render();
+    for sample in [
+        r#"switchboard_gateway_connections_total{outcome="accepted"} 1"#,
+        "switchboard_gateway_connections_open 0",
+        r#"switchboard_gateway_closes_total{reason="deleted"} 1"#,
+        r#"switchboard_gateway_management_requests_total{op="post",outcome="ok"} 2"#,
+        r#"switchboard_gateway_management_requests_total{op="post",outcome="gone"} 1"#,
+        r#"switchboard_gateway_management_requests_total{op="get",outcome="ok"} 1"#,
+        r#"switchboard_gateway_management_requests_total{op="delete",outcome="ok"} 1"#,
+        r#"switchboard_gateway_messages_total{outcome="routed"} 1"#,
+    ] {
+        assert!(metrics.contains(sample), "missing {sample} in\n{metrics}");
+    }
     gw.stop().await;
 }
 

@@ -104,6 +104,11 @@ async fn no_match_without_default_answers_forbidden_like_api_gateway() {
     // Not JSON: no route either.
     send(&mut c, "hello").await;
     assert_eq!(next_json(&mut c).await["message"], "Forbidden");
+    let metrics = gw.gateway.metrics().render();
+    assert!(
+        metrics.contains(r#"switchboard_gateway_messages_total{outcome="no_route"} 2"#),
+        "{metrics}"
+    );
     gw.stop().await;
 }
 

@@ -33,6 +33,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 struct Ended {
     code: u16,
     reason: String,
+    label: &'static str,
 }
 
 /// Runs an upgraded connection to its end, then `$disconnect`.
@@ -67,6 +68,9 @@ pub(super) async fn run(
     // Messages received before the close are still handled (as on AWS, where
     // their integrations are already running), then `$disconnect` runs.
     let _ = dispatcher.await;
+    let metrics = &gw.inner.metrics;
+    metrics.open.dec();
+    metrics.closes.with_label_values(&[ended.label]).inc();
     tracing::info!(connection = %handle.id, code = ended.code, reason = %ended.reason, "closed");
     disconnect(&gw, &handle, ended.code, &ended.reason).await;
 }
@@ -139,10 +143,12 @@ async fn read_loop(
                     Some(f) => Ended {
                         code: f.code,
                         reason: f.reason.to_string(),
+                        label: "client",
                     },
                     None => Ended {
                         code: 1005,
                         reason: "Client-side close frame status not set".into(),
+                        label: "client",
                     },
                 };
             }
@@ -163,6 +169,7 @@ fn ended(reason: &CloseReason) -> Ended {
     Ended {
         code: reason.code,
         reason: reason.reason.into(),
+        label: reason.label,
     }
 }
 
@@ -170,6 +177,7 @@ fn abnormal() -> Ended {
     Ended {
         code: 1006,
         reason: "Connection closed abnormally".into(),
+        label: "abnormal",
     }
 }
 
@@ -237,7 +245,10 @@ async fn handle_message(gw: &Gateway, handle: &ConnHandle, text: String) {
         .as_deref()
         .and_then(|k| config.routes.get(k))
         .or_else(|| config.routes.get("$default"));
+    let metrics = &gw.inner.metrics;
     let Some(route) = route else {
+        metrics.messages.with_label_values(&["no_route"]).inc();
+        tracing::debug!(connection = %handle.id, "no route and no $default: Forbidden");
         let frame =
             json!({"message": "Forbidden", "connectionId": handle.id, "requestId": request_id});
         handle.reply(Message::text(frame.to_string())).await;
@@ -246,6 +257,7 @@ async fn handle_message(gw: &Gateway, handle: &ConnHandle, text: String) {
     let event = message_event(handle, &route.key, text, request_id.clone(), now_ms());
     match gw.inner.invoker.invoke(&route.integration, &event).await {
         Ok(resp) => {
+            metrics.messages.with_label_values(&["routed"]).inc();
             if route.route_response {
                 if let Some(body) = resp.body.filter(|b| !b.is_empty()) {
                     handle.reply(Message::text(body)).await;
@@ -253,6 +265,10 @@ async fn handle_message(gw: &Gateway, handle: &ConnHandle, text: String) {
             }
         }
         Err(e) => {
+            metrics
+                .messages
+                .with_label_values(&["integration_error"])
+                .inc();
             tracing::warn!(connection = %handle.id, route = %route.key, error = %e, "integration failed");
             let frame = json!({
                 "message": "Internal server error",

@@ -98,6 +98,7 @@ impl HttpSpec {
         method: Option<&str>,
         parameters: &BTreeMap<String, String>,
         template: Option<&str>,
+        forward_connect_headers: bool,
     ) -> Result<Self, String> {
         let parsed: Uri = uri
             .parse()
@@ -125,7 +126,7 @@ impl HttpSpec {
             method,
             parameters,
             template: template.map(Template::parse).transpose()?,
-            forward_connect_headers: template.is_none(),
+            forward_connect_headers,
         })
     }
 }

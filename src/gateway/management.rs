@@ -47,6 +47,24 @@ fn ok(status: StatusCode) -> Response {
     (status, [("x-amzn-RequestId", new_id())]).into_response()
 }
 
+/// Counts a request by operation and the outcome its status stands for.
+fn counted(gw: &Gateway, op: &str, resp: Response) -> Response {
+    let outcome = match resp.status().as_u16() {
+        200..=299 => "ok",
+        403 => "forbidden",
+        410 => "gone",
+        413 => "too_large",
+        429 => "throttled",
+        _ => "other",
+    };
+    gw.inner
+        .metrics
+        .management
+        .with_label_values(&[op, outcome])
+        .inc();
+    resp
+}
+
 /// The refusal for callers the configuration does not allow and for unknown
 /// stages; `None` when the request may proceed.
 fn refusal(gw: &Gateway, peer: SocketAddr, stage: &str) -> Option<Response> {
@@ -71,13 +89,8 @@ fn refusal(gw: &Gateway, peer: SocketAddr, stage: &str) -> Option<Response> {
 }
 
 /// PostToConnection: the raw body becomes one frame (text when it is UTF-8).
-pub(super) async fn post(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-    body: Body,
-) -> Response {
-    if let Some(r) = refusal(&gw, peer, &stage) {
+async fn post_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str, body: Body) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
         return r;
     }
     let limit = gw.config().limits.message_bytes;
@@ -95,8 +108,8 @@ pub(super) async fn post(
     if data.len() > limit {
         return too_large();
     }
-    let Some(handle) = gw.inner.registry.get(&id) else {
-        return gone(&id);
+    let Some(handle) = gw.inner.registry.get(id) else {
+        return gone(id);
     };
     let frame = match std::str::from_utf8(&data) {
         Ok(text) => Message::text(text),
@@ -104,7 +117,7 @@ pub(super) async fn post(
     };
     match handle.post(frame) {
         PostOutcome::Sent => ok(StatusCode::OK),
-        PostOutcome::Gone => gone(&id),
+        PostOutcome::Gone => gone(id),
         PostOutcome::Connecting => error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
@@ -119,16 +132,12 @@ pub(super) async fn post(
 }
 
 /// GetConnection: `connectedAt`, `identity`, `lastActiveAt` (ISO 8601).
-pub(super) async fn get(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-) -> Response {
-    if let Some(r) = refusal(&gw, peer, &stage) {
+async fn get_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
         return r;
     }
-    let Some(handle) = gw.inner.registry.get(&id).filter(|h| !h.is_closing()) else {
-        return gone(&id);
+    let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
+        return gone(id);
     };
     let mut headers = HeaderMap::new();
     if let Ok(v) = new_id().parse() {
@@ -149,16 +158,12 @@ pub(super) async fn get(
 }
 
 /// DeleteConnection: closes the connection (1000), answers 204.
-pub(super) async fn delete(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-) -> Response {
-    if let Some(r) = refusal(&gw, peer, &stage) {
+async fn delete_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
         return r;
     }
-    let Some(handle) = gw.inner.registry.get(&id).filter(|h| !h.is_closing()) else {
-        return gone(&id);
+    let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
+        return gone(id);
     };
     if handle.post_allowed() {
         handle.close(CloseReason::DELETED);
@@ -170,4 +175,35 @@ pub(super) async fn delete(
             &format!("connection {id} is still connecting ($connect has not finished)"),
         )
     }
+}
+
+/// PostToConnection.
+pub(super) async fn post(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let resp = post_inner(&gw, peer, &stage, &id, body).await;
+    counted(&gw, "post", resp)
+}
+
+/// GetConnection.
+pub(super) async fn get(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    let resp = get_inner(&gw, peer, &stage, &id).await;
+    counted(&gw, "get", resp)
+}
+
+/// DeleteConnection.
+pub(super) async fn delete(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    let resp = delete_inner(&gw, peer, &stage, &id).await;
+    counted(&gw, "delete", resp)
 }

@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::backend::{Connections, Queue};
 use crate::config::UsageError;
 use crate::handlers::{HandlerSettings, Handlers};
+use crate::telemetry::GatewayMetrics;
 use integration::Invoker;
 use registry::Registry;
 
@@ -66,6 +67,7 @@ pub struct Gateway {
 
 struct Inner {
     config: GatewayConfig,
+    metrics: GatewayMetrics,
     invoker: Invoker,
     registry: Registry,
     shutdown: CancellationToken,
@@ -85,6 +87,16 @@ impl Gateway {
     /// A gateway for `config`; `backend` serves the `builtin` integrations and
     /// is required when a route uses one.
     pub fn new(config: GatewayConfig, backend: Option<HandlerBackend>) -> Result<Self, UsageError> {
+        Self::with_metrics(config, backend, GatewayMetrics::new())
+    }
+
+    /// Like [`new`](Self::new), counting into `metrics` (e.g. registered in
+    /// the worker's registry, so one `/metrics` shows both).
+    pub fn with_metrics(
+        config: GatewayConfig,
+        backend: Option<HandlerBackend>,
+        metrics: GatewayMetrics,
+    ) -> Result<Self, UsageError> {
         if config.uses_builtin() && backend.is_none() {
             return Err(UsageError(
                 "routes use builtin handlers, which need the FIFO queue and the connections \
@@ -103,6 +115,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 invoker: Invoker::new(handlers),
                 config,
+                metrics,
                 registry: Registry::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -113,6 +126,11 @@ impl Gateway {
     /// The configuration.
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.inner.metrics
     }
 
     /// Connections open or in `$connect` right now.

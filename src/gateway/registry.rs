@@ -20,6 +20,8 @@ pub struct CloseReason {
     pub code: u16,
     /// Close frame reason and `disconnectReason`.
     pub reason: &'static str,
+    /// Metrics label.
+    pub label: &'static str,
 }
 
 impl CloseReason {
@@ -27,31 +29,37 @@ impl CloseReason {
     pub const DELETED: CloseReason = CloseReason {
         code: 1000,
         reason: "Connection Closed Normally",
+        label: "deleted",
     };
     /// Idle timeout, maximum duration, gateway shutdown.
     pub const GOING_AWAY: CloseReason = CloseReason {
         code: 1001,
         reason: "Going away",
+        label: "going_away",
     };
     /// A binary frame: API Gateway WebSocket APIs here take text only.
     pub const BINARY: CloseReason = CloseReason {
         code: 1003,
         reason: "Binary frames are not supported",
+        label: "binary",
     };
     /// Invalid UTF-8 in a text frame.
     pub const BAD_TEXT: CloseReason = CloseReason {
         code: 1007,
         reason: "Invalid frame payload data",
+        label: "bad_text",
     };
     /// A frame or message over the limits.
     pub const TOO_BIG: CloseReason = CloseReason {
         code: 1009,
         reason: "Message too big",
+        label: "too_big",
     };
     /// Any other protocol violation.
     pub const PROTOCOL: CloseReason = CloseReason {
         code: 1002,
         reason: "Protocol error",
+        label: "protocol",
     };
 }
 

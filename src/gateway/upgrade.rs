@@ -86,16 +86,32 @@ pub(super) async fn upgrade(
         Ok(a) if a.is_success() => a,
         Ok(a) => {
             gw.inner.registry.remove(&handle.id);
+            gw.inner
+                .metrics
+                .connections
+                .with_label_values(&["refused"])
+                .inc();
             tracing::info!(connection = %handle.id, status = a.status_code, "$connect refused");
             return rejection(&a);
         }
         Err(e) => {
             gw.inner.registry.remove(&handle.id);
+            gw.inner
+                .metrics
+                .connections
+                .with_label_values(&["failed"])
+                .inc();
             tracing::warn!(connection = %handle.id, error = %e, "$connect integration failed");
             return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
         }
     };
     handle.mark_open();
+    gw.inner
+        .metrics
+        .connections
+        .with_label_values(&["accepted"])
+        .inc();
+    gw.inner.metrics.open.inc();
     tracing::info!(connection = %handle.id, %stage, ip = %handle.source_ip, "connected");
 
     let limits = config.limits;
@@ -109,6 +125,13 @@ pub(super) async fn upgrade(
         .on_failed_upgrade(move |e| {
             tracing::warn!(connection = %h_failed.id, error = %e, "upgrade failed after $connect");
             gw_failed.inner.registry.remove(&h_failed.id);
+            gw_failed.inner.metrics.open.dec();
+            gw_failed
+                .inner
+                .metrics
+                .closes
+                .with_label_values(&["abnormal"])
+                .inc();
             let tasks = gw_failed.inner.tasks.clone();
             tasks.spawn(async move {
                 let _t = t_failed;

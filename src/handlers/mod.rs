@@ -207,3 +207,62 @@ pub(crate) fn refuse(
     let frame = ErrorFrame::new(id, code, message);
     ProxyResponse::json(status, &json!(frame))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixture_deserializes_and_picks_its_handler() {
+        let cases = [
+            (
+                include_str!("../../tests/fixtures/apigw-ws-connect.json"),
+                HandlerKind::Connect,
+            ),
+            (
+                include_str!("../../tests/fixtures/apigw-ws-message.json"),
+                HandlerKind::Send,
+            ),
+            (
+                include_str!("../../tests/fixtures/apigw-ws-default.json"),
+                HandlerKind::Default,
+            ),
+            (
+                include_str!("../../tests/fixtures/apigw-ws-disconnect.json"),
+                HandlerKind::Disconnect,
+            ),
+        ];
+        for (json, kind) in cases {
+            let event: WebSocketEvent = serde_json::from_str(json).unwrap();
+            assert_eq!(HandlerKind::for_event(&event), kind);
+            // What we serialize reads back the same (the gateway's events go
+            // through JSON exactly like on AWS).
+            let again: WebSocketEvent =
+                serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+            assert_eq!(again, event);
+        }
+        let d: WebSocketEvent = serde_json::from_str(include_str!(
+            "../../tests/fixtures/apigw-ws-disconnect.json"
+        ))
+        .unwrap();
+        assert_eq!(d.request_context.disconnect_status_code, Some(1001));
+        assert_eq!(
+            d.request_context.disconnect_reason.as_deref(),
+            Some("Going away")
+        );
+    }
+
+    #[test]
+    fn handler_names_round_trip() {
+        for (name, kind) in HandlerKind::ALL {
+            assert_eq!(name.parse::<HandlerKind>().unwrap(), kind);
+            assert_eq!(kind.name(), name);
+        }
+        assert!(
+            "sned"
+                .parse::<HandlerKind>()
+                .unwrap_err()
+                .contains("connect, disconnect")
+        );
+    }
+}
