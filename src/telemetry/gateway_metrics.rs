@@ -49,7 +49,7 @@ impl GatewayMetrics {
         )
         .expect("valid metric");
         r.register(Box::new(open.clone())).expect("unique metric");
-        GatewayMetrics {
+        let m = GatewayMetrics {
             registry: registry.clone(),
             connections: vec(
                 r,
@@ -76,7 +76,33 @@ impl GatewayMetrics {
                 "@connections requests by operation and outcome",
                 &["op", "outcome"],
             ),
+        };
+        // Export every known label value at 0, so rates and alerts work
+        // before the first event.
+        for o in ["accepted", "refused", "failed"] {
+            m.connections.with_label_values(&[o]);
         }
+        for o in ["routed", "no_route", "integration_error"] {
+            m.messages.with_label_values(&[o]);
+        }
+        for r in [
+            "client",
+            "abnormal",
+            "deleted",
+            "going_away",
+            "binary",
+            "too_big",
+            "bad_text",
+            "protocol",
+        ] {
+            m.closes.with_label_values(&[r]);
+        }
+        for op in ["post", "get", "delete"] {
+            for o in ["ok", "gone", "forbidden", "too_large", "throttled"] {
+                m.management.with_label_values(&[op, o]);
+            }
+        }
+        m
     }
 
     /// Prometheus text exposition format of the whole registry.
