@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::actions::{Actions, Fanout};
 use crate::backend::aws::AwsBackend;
 use crate::backend::{BackendError, Connections, Messages, Push, Queue};
-use crate::cli::{Cli, Command, WorkerArgs};
+use crate::cli::{Cli, Command, GatewayArgs, WorkerArgs};
 use crate::config::{UsageError, WorkerConfig};
 use crate::ops::migrate;
 use crate::telemetry::{self, Health, Metrics};
@@ -41,6 +41,7 @@ impl Error {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Worker(args) => worker(&args).await,
+        Command::Gateway(args) => gateway(&args).await,
         Command::Migrate(args) => {
             let backend = AwsBackend::from_env().await;
             let report = migrate::run(
@@ -86,6 +87,38 @@ async fn worker(args: &WorkerArgs) -> Result<(), Error> {
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
     let backend = AwsBackend::from_env().await;
     run_worker_on_aws(&backend, config, listener, shutdown_signal()).await
+}
+
+async fn gateway(args: &GatewayArgs) -> Result<(), Error> {
+    use crate::gateway::{Gateway, GatewayConfig, HandlerBackend};
+    let config = match &args.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None => GatewayConfig::default(),
+    };
+    let backend = if config.uses_builtin() {
+        let queue_url = args.queue_url.clone().ok_or_else(|| {
+            UsageError(
+                "the gateway's routes use builtin handlers, which write to the FIFO queue: \
+                 pass --queue-url (or SWITCHBOARD_QUEUE_URL)"
+                    .into(),
+            )
+        })?;
+        let aws = AwsBackend::from_env().await;
+        Some(HandlerBackend {
+            queue: Arc::new(aws.queue(queue_url)),
+            connections: Arc::new(aws.connections(&args.connections_table, None)),
+        })
+    } else {
+        None
+    };
+    let gateway = Gateway::new(config, backend)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    crate::gateway::run(listener, gateway, shutdown_signal())
+        .await
+        .context("gateway server failed")?;
+    Ok(())
 }
 
 /// Runs the worker on AWS services (or stand-ins behind `AWS_ENDPOINT_URL`),

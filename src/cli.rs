@@ -36,6 +36,8 @@ pub enum Command {
     Worker(Box<WorkerArgs>),
     /// Create or update the tables and queues from migrations/ (safe to run twice).
     Migrate(MigrateArgs),
+    /// The local API Gateway WebSocket stand-in alone (ws://ADDR/{stage}, @connections).
+    Gateway(GatewayArgs),
 }
 
 /// Table names shared by every command.
@@ -169,6 +171,32 @@ pub struct MigrateArgs {
     /// How long to wait for tables and indexes to become ACTIVE.
     #[arg(long, env = "SWITCHBOARD_MIGRATE_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub timeout: Duration,
+}
+
+/// `switchboard gateway`.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Gateway configuration (TOML: [api], [[routes]], [stages.*], [limits],
+    /// [management]); default: stage dev with the builtin routes.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the WebSocket API and the @connections API.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080", value_parser = socket_addr)]
+    pub listen: SocketAddr,
+
+    /// Inbound FIFO queue the builtin send handler writes to (needed when a
+    /// route uses a builtin handler).
+    #[arg(long, env = "SWITCHBOARD_QUEUE_URL", value_parser = fifo_queue_url)]
+    pub queue_url: Option<String>,
+
+    /// Connections table of the builtin $connect/$disconnect/send handlers.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CONNECTIONS_TABLE",
+        default_value = "switchboard-connections"
+    )]
+    pub connections_table: String,
 }
 
 /// Parses the command line; on a usage error prints one line and exits 2.

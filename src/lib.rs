@@ -1,6 +1,10 @@
 //! Switchboard: ordered, deduplicated, durable fan-out for API Gateway WebSocket
 //! apps. Modules in the order data flows through them:
 //!
+//! - [`gateway`]: the local API Gateway WebSocket stand-in: stages, route
+//!   selection, integrations, limits, the @connections API.
+//! - [`handlers`]: the edge logic (`$connect`, `$disconnect`, custom routes,
+//!   `$default`) on API Gateway proxy events, run in-process or as Lambdas.
 //! - [`envelope`]: the queue message (envelope v1) and the frames sent to clients.
 //! - [`backend`]: the seams (`Queue`, `Connections`, `Messages`, `Push`) and their
 //!   AWS implementation (`backend::aws`: SQS, DynamoDB, @connections).
@@ -18,6 +22,8 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod gateway;
+pub mod handlers;
 pub mod ops;
 pub mod telemetry;
 pub mod worker;

@@ -1,8 +1,10 @@
 //! Logs (`tracing`), metrics (Prometheus) and the health endpoints.
 
+mod gateway_metrics;
 mod http;
 mod metrics;
 
+pub use gateway_metrics::GatewayMetrics;
 pub use http::{Health, serve};
 pub use metrics::Metrics;
 

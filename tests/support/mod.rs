@@ -4,6 +4,8 @@
 
 pub mod connections_server;
 pub mod embedded;
+pub mod recorder;
+pub mod ws;
 
 #[cfg(feature = "aws-tests")]
 pub mod aws;

@@ -1,0 +1,176 @@
+//! The gateway's configuration: one TOML file (`--config`) with API Gateway's own
+//! names (`[api]`, `[[routes]]`, `[stages.*]`, `[limits]`, `[management]`), or the
+//! built-in default. Everything is checked here; a mistake is a [`UsageError`]
+//! naming the file, the line and what to write instead.
+//!
+//! The security keys of DESIGN.md (`authorizer`, `api_key_required`, `throttle`,
+//! `[authorizers]`, `[usage_plans]`, `[tls]`, IP rules, `bind = "any"`) are
+//! recognised and refused with a clear message until they are implemented.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::integration::{Integration, IntegrationSpec};
+use super::route::RouteSelection;
+use crate::config::{UsageError, toml_error};
+use crate::handlers::HandlerKind;
+
+mod file;
+#[cfg(test)]
+mod tests;
+
+use file::File;
+
+/// API Gateway's WebSocket limits, the defaults of `[limits]`.
+pub mod aws_limits {
+    use std::time::Duration;
+    /// Largest message (all frames of it): 128 KiB.
+    pub const MESSAGE_BYTES: usize = 128 * 1024;
+    /// Largest frame: 32 KiB.
+    pub const FRAME_BYTES: usize = 32 * 1024;
+    /// Idle connection timeout: 10 minutes.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+    /// Maximum connection duration: 2 hours.
+    pub const MAX_CONNECTION: Duration = Duration::from_secs(7200);
+    /// Integration timeout range: 50 ms to 29 s.
+    pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
+    /// Integration timeout range: 50 ms to 29 s (also the default).
+    pub const MAX_TIMEOUT: Duration = Duration::from_millis(29_000);
+}
+
+/// The default route keys of a Switchboard API.
+pub const DEFAULT_ACTIONS: [&str; 3] = ["sendMessage", "history", "direct"];
+
+/// A validated gateway configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// `[api] route_selection_expression`, parsed.
+    pub route_selection: RouteSelection,
+    /// Routes by key.
+    pub routes: BTreeMap<String, Route>,
+    /// Stage names: the first path segment of the WebSocket URL.
+    pub stages: Vec<String>,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[management]`.
+    pub management: Management,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `$connect`, `$disconnect`, `$default` or a custom key.
+    pub key: String,
+    /// What runs for it.
+    pub integration: Integration,
+    /// Whether the integration's response body is sent back to the client
+    /// (`route_response_selection_expression = "$default"`).
+    pub route_response: bool,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest client message; larger ones close the connection with 1009.
+    pub message_bytes: usize,
+    /// Largest client frame; larger ones close the connection with 1009.
+    pub frame_bytes: usize,
+    /// A connection without client frames for this long is closed (1001).
+    pub idle_timeout: Duration,
+    /// Every connection is closed this long after it opened (1001).
+    pub max_connection: Duration,
+    /// Frames queued for a client that does not read before @connections
+    /// answers 429 LimitExceededException.
+    pub outbound_buffer_frames: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            message_bytes: aws_limits::MESSAGE_BYTES,
+            frame_bytes: aws_limits::FRAME_BYTES,
+            idle_timeout: aws_limits::IDLE_TIMEOUT,
+            max_connection: aws_limits::MAX_CONNECTION,
+            outbound_buffer_frames: 64,
+        }
+    }
+}
+
+/// Who may call the @connections API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Management {
+    /// Only clients on a loopback address (the default).
+    #[default]
+    Loopback,
+}
+
+impl Default for GatewayConfig {
+    /// Stage `dev`; `$connect`, `$disconnect`, `$default`, `sendMessage`,
+    /// `history` and `direct` on the builtin handlers; API Gateway's limits.
+    fn default() -> Self {
+        let builtin = |h| Integration::builtin(h);
+        let mut routes = BTreeMap::new();
+        let mut add = |key: &str, integration, route_response| {
+            routes.insert(
+                key.to_owned(),
+                Route {
+                    key: key.to_owned(),
+                    integration,
+                    route_response,
+                },
+            );
+        };
+        add("$connect", builtin(HandlerKind::Connect), false);
+        add("$disconnect", builtin(HandlerKind::Disconnect), false);
+        add("$default", builtin(HandlerKind::Default), true);
+        for key in DEFAULT_ACTIONS {
+            // With a route response the client hears about refusals
+            // (payload too large, unknown connection); success sends nothing.
+            add(key, builtin(HandlerKind::Send), true);
+        }
+        GatewayConfig {
+            route_selection: RouteSelection::parse("$request.body.action").expect("valid"),
+            routes,
+            stages: vec!["dev".into()],
+            limits: Limits::default(),
+            management: Management::Loopback,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, UsageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError(format!(
+                "cannot read gateway config {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, UsageError> {
+        let file: File = toml::from_str(text)
+            .map_err(|e| UsageError(format!("{origin}{}", toml_error(text, &e))))?;
+        file.validate(text, origin)
+    }
+
+    /// The custom route keys (not `$connect`, `$disconnect`, `$default`).
+    pub fn custom_route_keys(&self) -> Vec<String> {
+        self.routes
+            .keys()
+            .filter(|k| !k.starts_with('$'))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether any route runs a builtin handler (which needs a queue and table).
+    pub fn uses_builtin(&self) -> bool {
+        self.routes
+            .values()
+            .any(|r| matches!(r.integration.spec, IntegrationSpec::Builtin(_)))
+    }
+}

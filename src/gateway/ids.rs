@@ -1,0 +1,119 @@
+//! Connection, request and message ids that look like API Gateway's
+//! (`L0SM9cOFvHcCIhw=`: 11 random bytes, URL-safe base64, 16 characters), and
+//! the clock formats API Gateway uses.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+
+/// A fresh id: 88 bits from the thread's cryptographic RNG, so ids cannot be
+/// guessed from earlier ones.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 11];
+    rand::rng().fill_bytes(&mut bytes);
+    data_encoding::BASE64URL.encode(&bytes)
+}
+
+/// Now, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    milli: u32,
+}
+
+/// UTC calendar fields of epoch milliseconds (H. Hinnant's days-to-civil).
+fn civil(ms: i64) -> Civil {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000) as u32;
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: tod / 3600,
+        minute: tod / 60 % 60,
+        second: tod % 60,
+        milli,
+    }
+}
+
+/// `requestTime` of proxy events: `27/Nov/2024:15:00:00 +0000`.
+pub fn clf_time(ms: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(ms);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        c.day,
+        MONTHS[(c.month - 1) as usize],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+/// ISO 8601 as the @connections API answers GetConnection:
+/// `2024-11-27T15:00:00.120Z`.
+pub fn iso_time(ms: i64) -> String {
+    let c = civil(ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.milli
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_look_like_api_gateway_ids() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = new_id();
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.ends_with('='), "{id}");
+            assert!(
+                id[..15]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id} must be URL-safe"
+            );
+            assert!(seen.insert(id));
+        }
+    }
+
+    #[test]
+    fn time_formats() {
+        // 2024-11-27T15:00:00.120Z
+        assert_eq!(clf_time(1_732_719_600_120), "27/Nov/2024:15:00:00 +0000");
+        assert_eq!(iso_time(1_732_719_600_120), "2024-11-27T15:00:00.120Z");
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        // Leap day.
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(clf_time(1_709_251_199_999), "29/Feb/2024:23:59:59 +0000");
+    }
+}

@@ -1,0 +1,209 @@
+//! The @connections management API at `/{stage}/@connections/{connectionId}`:
+//! POST (one frame to the client), GET (connection info), DELETE (close).
+//!
+//! Errors carry `x-amzn-ErrorType` and a JSON `message`, so the real
+//! `aws-sdk-apigatewaymanagement` client maps them to its typed errors:
+//! GoneException (410), PayloadTooLargeException (413), LimitExceededException
+//! (429), ForbiddenException (403). SigV4-signed requests are accepted; the
+//! signature is not checked (callers must be on loopback, `[management]`).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::ws::Message;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Gateway;
+use super::config::Management;
+use super::ids::{iso_time, new_id};
+use super::registry::{CloseReason, PostOutcome};
+
+/// An error answer the SDK understands.
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        [
+            ("x-amzn-ErrorType", error_type.to_owned()),
+            ("x-amzn-RequestId", new_id()),
+        ],
+        Json(json!({ "message": message })),
+    )
+        .into_response()
+}
+
+fn gone(id: &str) -> Response {
+    error(
+        StatusCode::GONE,
+        "GoneException",
+        &format!("connection {id} is not connected"),
+    )
+}
+
+fn ok(status: StatusCode) -> Response {
+    (status, [("x-amzn-RequestId", new_id())]).into_response()
+}
+
+/// Counts a request by operation and the outcome its status stands for.
+fn counted(gw: &Gateway, op: &str, resp: Response) -> Response {
+    let outcome = match resp.status().as_u16() {
+        200..=299 => "ok",
+        403 => "forbidden",
+        410 => "gone",
+        413 => "too_large",
+        429 => "throttled",
+        _ => "other",
+    };
+    gw.inner
+        .metrics
+        .management
+        .with_label_values(&[op, outcome])
+        .inc();
+    resp
+}
+
+/// The refusal for callers the configuration does not allow and for unknown
+/// stages; `None` when the request may proceed.
+fn refusal(gw: &Gateway, peer: SocketAddr, stage: &str) -> Option<Response> {
+    match gw.config().management {
+        Management::Loopback if !peer.ip().is_loopback() => {
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "ForbiddenException",
+                "the @connections API only answers callers on loopback ([management] bind = \"loopback\")",
+            ));
+        }
+        Management::Loopback => {}
+    }
+    if !gw.config().stages.iter().any(|s| s == stage) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            &format!("no stage `{stage}`"),
+        ));
+    }
+    None
+}
+
+/// PostToConnection: the raw body becomes one frame (text when it is UTF-8).
+async fn post_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str, body: Body) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
+        return r;
+    }
+    let limit = gw.config().limits.message_bytes;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            &format!("the payload is over {limit} bytes"),
+        )
+    };
+    // Read one byte past the limit to tell "at the limit" from "over it".
+    let Ok(data) = to_bytes(body, limit + 1).await else {
+        return too_large();
+    };
+    if data.len() > limit {
+        return too_large();
+    }
+    let Some(handle) = gw.inner.registry.get(id) else {
+        return gone(id);
+    };
+    let frame = match std::str::from_utf8(&data) {
+        Ok(text) => Message::text(text),
+        Err(_) => Message::Binary(data),
+    };
+    match handle.post(frame) {
+        PostOutcome::Sent => ok(StatusCode::OK),
+        PostOutcome::Gone => gone(id),
+        PostOutcome::Connecting => error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            &format!("connection {id} is still connecting ($connect has not finished)"),
+        ),
+        PostOutcome::Full => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            &format!("connection {id} is not reading: its outbound buffer is full"),
+        ),
+    }
+}
+
+/// GetConnection: `connectedAt`, `identity`, `lastActiveAt` (ISO 8601).
+async fn get_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
+        return r;
+    }
+    let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
+        return gone(id);
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = new_id().parse() {
+        headers.insert("x-amzn-RequestId", v);
+    }
+    (
+        headers,
+        Json(json!({
+            "connectedAt": iso_time(handle.connected_at),
+            "identity": {
+                "sourceIp": handle.source_ip,
+                "userAgent": handle.user_agent,
+            },
+            "lastActiveAt": iso_time(handle.last_active()),
+        })),
+    )
+        .into_response()
+}
+
+/// DeleteConnection: closes the connection (1000), answers 204.
+async fn delete_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
+    if let Some(r) = refusal(gw, peer, stage) {
+        return r;
+    }
+    let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
+        return gone(id);
+    };
+    if handle.post_allowed() {
+        handle.close(CloseReason::DELETED);
+        ok(StatusCode::NO_CONTENT)
+    } else {
+        error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            &format!("connection {id} is still connecting ($connect has not finished)"),
+        )
+    }
+}
+
+/// PostToConnection.
+pub(super) async fn post(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+    body: Body,
+) -> Response {
+    let resp = post_inner(&gw, peer, &stage, &id, body).await;
+    counted(&gw, "post", resp)
+}
+
+/// GetConnection.
+pub(super) async fn get(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    let resp = get_inner(&gw, peer, &stage, &id).await;
+    counted(&gw, "get", resp)
+}
+
+/// DeleteConnection.
+pub(super) async fn delete(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((stage, id)): Path<(String, String)>,
+) -> Response {
+    let resp = delete_inner(&gw, peer, &stage, &id).await;
+    counted(&gw, "delete", resp)
+}

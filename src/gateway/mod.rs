@@ -1,0 +1,225 @@
+//! The local API Gateway WebSocket stand-in (`switchboard gateway`, and the
+//! front of `switchboard dev`).
+//!
+//! - `ws://host:port/{stage}`: the WebSocket API. `$connect` runs before the
+//!   handshake is answered; messages are routed by the route selection
+//!   expression to integrations; `$disconnect` runs after every close.
+//! - `http://host:port/{stage}/@connections/{id}`: the management API
+//!   (POST/GET/DELETE), for the worker's `aws-sdk-apigatewaymanagement` client.
+//!
+//! Limits, close codes and error frames follow API Gateway; `docs/gateway.md`
+//! lists what is emulated and what differs. Embed it with [`Gateway::new`] and
+//! [`run`]; extend its HTTP surface with [`Gateway::router`].
+
+pub mod config;
+mod connection;
+mod events;
+pub mod http_integration;
+pub mod ids;
+pub mod integration;
+mod management;
+mod registry;
+pub mod route;
+mod upgrade;
+
+pub use config::{GatewayConfig, Limits, Management, Route};
+pub use integration::{Integration, IntegrationSpec};
+pub use registry::CloseReason;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::{Connections, Queue};
+use crate::config::UsageError;
+use crate::handlers::{HandlerSettings, Handlers};
+use crate::telemetry::GatewayMetrics;
+use integration::Invoker;
+use registry::Registry;
+
+/// How long [`run`] waits, after shutdown, for connections to close and their
+/// `$disconnect` integrations to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What the builtin handlers write to: the FIFO queue and the connections table.
+#[derive(Clone)]
+pub struct HandlerBackend {
+    /// The inbound FIFO queue.
+    pub queue: Arc<dyn Queue>,
+    /// The connections table.
+    pub connections: Arc<dyn Connections>,
+}
+
+/// A configured gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: GatewayConfig,
+    metrics: GatewayMetrics,
+    invoker: Invoker,
+    registry: Registry,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("stages", &self.inner.config.stages)
+            .field("connections", &self.inner.registry.len())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// A gateway for `config`; `backend` serves the `builtin` integrations and
+    /// is required when a route uses one.
+    pub fn new(config: GatewayConfig, backend: Option<HandlerBackend>) -> Result<Self, UsageError> {
+        Self::with_metrics(config, backend, GatewayMetrics::new())
+    }
+
+    /// Like [`new`](Self::new), counting into `metrics` (e.g. registered in
+    /// the worker's registry, so one `/metrics` shows both).
+    pub fn with_metrics(
+        config: GatewayConfig,
+        backend: Option<HandlerBackend>,
+        metrics: GatewayMetrics,
+    ) -> Result<Self, UsageError> {
+        if config.uses_builtin() && backend.is_none() {
+            return Err(UsageError(
+                "routes use builtin handlers, which need the FIFO queue and the connections \
+                 table: give the queue URL and table name (or use http_proxy/mock integrations)"
+                    .into(),
+            ));
+        }
+        let handlers = backend.map(|b| {
+            let settings = HandlerSettings {
+                known_actions: config.custom_route_keys(),
+                ..HandlerSettings::default()
+            };
+            Handlers::new(b.queue, b.connections, settings)
+        });
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                invoker: Invoker::new(handlers),
+                config,
+                metrics,
+                registry: Registry::default(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.inner.metrics
+    }
+
+    /// Connections open or in `$connect` right now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// The gateway's routes: the WebSocket API and @connections. Merge other
+    /// routes (a demo page, `/metrics`) into it before serving; serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> Router {
+        let management = post(management::post)
+            .get(management::get)
+            .delete(management::delete)
+            // The body limit is checked by the handler, which answers 413 the
+            // way API Gateway does.
+            .layer(DefaultBodyLimit::disable());
+        Router::new()
+            .route("/{stage}", get(upgrade::upgrade))
+            .route("/{stage}/@connections/{id}", management.clone())
+            .route("/{stage}/%40connections/{id}", management)
+            .with_state(self.clone())
+    }
+
+    /// Closes every connection (1001, `$disconnect` runs) and waits up to
+    /// `grace` for them and their integrations.
+    pub async fn drain(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.registry.close_all(CloseReason::GOING_AWAY);
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.inner.registry.len(),
+                "connections still closing after the shutdown grace"
+            );
+        }
+    }
+}
+
+/// The client's address. Only the socket peer for now: honouring
+/// `X-Forwarded-For` needs the stage's `trusted_proxy` setting.
+fn client_ip(peer: SocketAddr, _headers: &HeaderMap) -> String {
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    ip.to_string()
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then closes every
+/// connection (1001 "Going away"), runs their `$disconnect` and returns.
+pub async fn run(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve(listener, gateway.clone(), gateway.router(), shutdown).await
+}
+
+/// Like [`run`], serving `router` (the gateway's [`Gateway::router`] merged
+/// with other routes).
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = gateway.inner.shutdown.clone();
+    let stop = async move {
+        shutdown.await;
+        // Open WebSockets are detached from hyper; tell them too, so that
+        // the graceful shutdown below does not wait on them.
+        token.cancel();
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, stages = ?gateway.config().stages, "gateway listening");
+    }
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await?;
+    gateway.drain(SHUTDOWN_GRACE).await;
+    Ok(())
+}

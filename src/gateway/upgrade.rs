@@ -1,0 +1,169 @@
+//! `GET /{stage}` with `Upgrade: websocket`: runs `$connect` while the client
+//! waits, then accepts (101) or rejects the handshake with the integration's
+//! status, as API Gateway does.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::connection;
+use super::events::connect_event;
+use super::ids::{new_id, now_ms};
+use super::registry::ConnHandle;
+use super::{Gateway, client_ip};
+use crate::handlers::ProxyResponse;
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "message": text }))).into_response()
+}
+
+/// The upgrade handler.
+pub(super) async fn upgrade(
+    State(gw): State<Gateway>,
+    Path(stage): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let config = gw.config();
+    if !config.stages.contains(&stage) {
+        return message(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no stage `{stage}`: connect to ws://host:port/{{stage}} with one of: {}",
+                config.stages.join(", ")
+            ),
+        );
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if gw.inner.shutdown.is_cancelled() {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is shutting down",
+        );
+    }
+    let domain_name = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let connected_at = now_ms();
+    let (handle, outbound) = loop {
+        let (handle, rx) = ConnHandle::new(
+            new_id(),
+            stage.clone(),
+            domain_name.clone(),
+            client_ip(peer, &headers),
+            user_agent.clone(),
+            connected_at,
+            config.limits.outbound_buffer_frames,
+        );
+        // 88 random bits: a collision is practically impossible, but cheap to rule out.
+        if gw.inner.registry.insert(handle.clone()) {
+            break (handle, rx);
+        }
+    };
+    let event = connect_event(&handle, &headers, &query, new_id(), connected_at);
+    let answer = match config.routes.get("$connect") {
+        None => Ok(ProxyResponse::status(200)),
+        Some(route) => gw.inner.invoker.invoke(&route.integration, &event).await,
+    };
+    let answer = match answer {
+        Ok(a) if a.is_success() => a,
+        Ok(a) => {
+            gw.inner.registry.remove(&handle.id);
+            gw.inner
+                .metrics
+                .connections
+                .with_label_values(&["refused"])
+                .inc();
+            tracing::info!(connection = %handle.id, status = a.status_code, "$connect refused");
+            return rejection(&a);
+        }
+        Err(e) => {
+            gw.inner.registry.remove(&handle.id);
+            gw.inner
+                .metrics
+                .connections
+                .with_label_values(&["failed"])
+                .inc();
+            tracing::warn!(connection = %handle.id, error = %e, "$connect integration failed");
+            return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    };
+    handle.mark_open();
+    gw.inner
+        .metrics
+        .connections
+        .with_label_values(&["accepted"])
+        .inc();
+    gw.inner.metrics.open.inc();
+    tracing::info!(connection = %handle.id, %stage, ip = %handle.source_ip, "connected");
+
+    let limits = config.limits;
+    let (gw_ok, gw_failed) = (gw.clone(), gw.clone());
+    let (h_ok, h_failed) = (handle.clone(), handle);
+    // Tokens keep `run` from returning before these tasks end.
+    let (t_ok, t_failed) = (gw.inner.tasks.token(), gw.inner.tasks.token());
+    let mut response = ws
+        .max_message_size(limits.message_bytes)
+        .max_frame_size(limits.frame_bytes)
+        .on_failed_upgrade(move |e| {
+            tracing::warn!(connection = %h_failed.id, error = %e, "upgrade failed after $connect");
+            gw_failed.inner.registry.remove(&h_failed.id);
+            gw_failed.inner.metrics.open.dec();
+            gw_failed
+                .inner
+                .metrics
+                .closes
+                .with_label_values(&["abnormal"])
+                .inc();
+            let tasks = gw_failed.inner.tasks.clone();
+            tasks.spawn(async move {
+                let _t = t_failed;
+                connection::disconnect(&gw_failed, &h_failed, 1006, "Connection closed abnormally")
+                    .await;
+            });
+        })
+        .on_upgrade(move |socket| async move {
+            let _t = t_ok;
+            connection::run(gw_ok, h_ok, socket, outbound).await;
+        });
+    // A $connect integration chooses the subprotocol, as on API Gateway.
+    for (name, value) in &answer.headers {
+        if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static("sec-websocket-protocol"), v);
+            }
+        }
+    }
+    response
+}
+
+/// The handshake refusal for a non-2xx `$connect` answer: its status and body.
+fn rejection(answer: &ProxyResponse) -> Response {
+    let status = StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::FORBIDDEN);
+    let body = answer.body.clone().unwrap_or_default();
+    let content_type = if serde_json::from_str::<serde_json::Value>(&body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}

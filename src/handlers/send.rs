@@ -1,0 +1,190 @@
+//! Custom routes write envelope v1 to the FIFO queue; `$default` tells the
+//! sender which actions exist.
+
+use serde_json::{Value, json};
+
+use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
+use crate::backend::OutgoingMessage;
+use crate::envelope::{
+    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, Sender, encoded_len,
+};
+
+/// The envelope for a message event whose connection belongs to `session_id`,
+/// or the refusal to send back. The envelope is checked exactly as the worker
+/// will check it, so nothing is enqueued that the worker would dead-letter.
+pub fn envelope_for(
+    event: &WebSocketEvent,
+    session_id: &str,
+    user_id: Option<String>,
+) -> Result<Envelope, ProxyResponse> {
+    let ctx = &event.request_context;
+    let id = &ctx.request_id;
+    if event.is_base64_encoded {
+        return Err(refuse(
+            400,
+            id,
+            "binary_not_supported",
+            "binary frames are not supported: send JSON text frames",
+        ));
+    }
+    let body = event.body.as_deref().unwrap_or_default();
+    let frame: Value = serde_json::from_str(body).map_err(|e| {
+        refuse(
+            400,
+            id,
+            "bad_request",
+            format!("the frame is not JSON ({e}): send {{\"action\": \"...\", \"data\": ...}}"),
+        )
+    })?;
+    let payload = frame.get("data").cloned().unwrap_or(Value::Null);
+    let size = encoded_len(&payload);
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(refuse(
+            413,
+            id,
+            "payload_too_large",
+            format!("`data` is {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}"),
+        ));
+    }
+    let envelope = Envelope {
+        v: ENVELOPE_VERSION,
+        id: id.clone(),
+        action: ctx.route_key.clone(),
+        session_id: session_id.to_owned(),
+        sender: Sender {
+            connection_id: ctx.connection_id.clone(),
+            user_id,
+        },
+        callback: Some(Callback {
+            domain_name: ctx.domain_name.clone(),
+            stage: ctx.stage.clone(),
+        }),
+        received_at: ctx.request_time_epoch,
+        payload,
+    };
+    let text = serde_json::to_string(&envelope).expect("an envelope always encodes");
+    Envelope::parse(&text).map_err(|e| refuse(400, id, e.kind(), e.to_string()))
+}
+
+pub(super) async fn send(
+    h: &Handlers,
+    event: &WebSocketEvent,
+) -> Result<ProxyResponse, HandlerError> {
+    let ctx = &event.request_context;
+    // An authorizer that put the session in its context saves a table read.
+    let (session, user) = match ctx.authorizer_value("sessionId") {
+        Some(session) => (session, ctx.authorizer_value("userId")),
+        None => match h.connections.get(&ctx.connection_id).await? {
+            Some(conn) => (
+                conn.session_id,
+                ctx.authorizer_value("userId").or(conn.user_id),
+            ),
+            None => {
+                return Ok(refuse(
+                    403,
+                    &ctx.request_id,
+                    "unknown_connection",
+                    format!(
+                        "connection {} has no record (it was never stored by $connect, or it \
+                         expired): reconnect",
+                        ctx.connection_id
+                    ),
+                ));
+            }
+        },
+    };
+    let envelope = match envelope_for(event, &session, user) {
+        Ok(e) => e,
+        Err(refusal) => return Ok(refusal),
+    };
+    let message = OutgoingMessage {
+        body: serde_json::to_string(&envelope).expect("an envelope always encodes"),
+        group_id: envelope.session_id.clone(),
+        dedup_id: envelope.id.clone(),
+        attributes: Default::default(),
+    };
+    let message_id = h.queue.send(&message).await?;
+    tracing::debug!(%message_id, session = %envelope.session_id, "enqueued");
+    Ok(ProxyResponse::status(200))
+}
+
+pub(super) fn default_route(h: &Handlers, event: &WebSocketEvent) -> ProxyResponse {
+    let actions = &h.settings.known_actions;
+    let example = actions.first().map(String::as_str).unwrap_or("sendMessage");
+    let message = format!(
+        "no route for this frame: send {{\"action\": \"{example}\", \"data\": ...}} with action one of {}",
+        actions.join(", ")
+    );
+    let mut frame = json!({
+        "type": "error",
+        "id": event.request_context.request_id,
+        "code": "unknown_route",
+        "message": message,
+    });
+    frame["actions"] = json!(actions);
+    ProxyResponse::json(400, &frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: &str = include_str!("../../tests/fixtures/apigw-ws-message.json");
+
+    fn event() -> WebSocketEvent {
+        serde_json::from_str(MESSAGE).unwrap()
+    }
+
+    #[test]
+    fn envelope_from_the_real_message_event() {
+        let e = event();
+        let env = envelope_for(&e, "room1", Some("alice".into())).unwrap();
+        let ctx = &e.request_context;
+        assert_eq!(env.v, 1);
+        assert_eq!(env.id, ctx.request_id);
+        assert_eq!(env.action, "sendMessage");
+        assert_eq!(env.session_id, "room1");
+        assert_eq!(env.sender.connection_id, ctx.connection_id);
+        assert_eq!(env.sender.user_id.as_deref(), Some("alice"));
+        let cb = env.callback.unwrap();
+        assert_eq!(cb.domain_name, ctx.domain_name);
+        assert_eq!(cb.stage, ctx.stage);
+        assert_eq!(env.received_at, ctx.request_time_epoch);
+        assert_eq!(env.payload, json!({"text": "hi"}));
+    }
+
+    #[test]
+    fn missing_data_is_a_null_payload() {
+        let mut e = event();
+        e.body = Some(r#"{"action":"history"}"#.into());
+        assert_eq!(envelope_for(&e, "s", None).unwrap().payload, Value::Null);
+    }
+
+    #[test]
+    fn bad_frames_are_refused() {
+        let code = |r: ProxyResponse| {
+            let v: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+            (r.status_code, v["code"].as_str().unwrap().to_owned())
+        };
+        let mut e = event();
+        e.body = Some("not json".into());
+        assert_eq!(
+            code(envelope_for(&e, "s", None).unwrap_err()),
+            (400, "bad_request".into())
+        );
+
+        let big = "x".repeat(MAX_PAYLOAD_BYTES);
+        e.body = Some(json!({"action": "sendMessage", "data": big}).to_string());
+        assert_eq!(
+            code(envelope_for(&e, "s", None).unwrap_err()),
+            (413, "payload_too_large".into())
+        );
+
+        let mut e = event();
+        e.request_context.request_id = "r".repeat(129);
+        assert_eq!(
+            code(envelope_for(&e, "s", None).unwrap_err()),
+            (400, "invalid".into())
+        );
+    }
+}
