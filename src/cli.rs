@@ -38,6 +38,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// The local API Gateway WebSocket stand-in alone (ws://ADDR/{stage}, @connections).
     Gateway(GatewayArgs),
+    /// Everything on this machine: gateway, handlers, embedded queue and tables,
+    /// worker, demo page (ws://127.0.0.1:8080/dev).
+    Dev(DevArgs),
 }
 
 /// Table names shared by every command.
@@ -197,6 +200,37 @@ pub struct GatewayArgs {
         default_value = "switchboard-connections"
     )]
     pub connections_table: String,
+}
+
+/// `switchboard dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Gateway configuration (TOML, see switchboard.example.toml); default:
+    /// stage dev with the builtin routes $connect, $disconnect, $default,
+    /// sendMessage, history, direct.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the WebSocket API, @connections, the demo page and /metrics.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080", value_parser = socket_addr)]
+    pub listen: SocketAddr,
+
+    /// Keep queue and tables in memory: nothing survives a restart.
+    #[arg(long, env = "SWITCHBOARD_EPHEMERAL")]
+    pub ephemeral: bool,
+
+    /// Directory of the embedded queue and tables (SQLite); survives restarts and crashes.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = ".switchboard")]
+    pub data_dir: PathBuf,
+
+    /// Worker pipeline of a route, KEY=STEP,STEP (repeatable), as for `worker`;
+    /// every custom route of the gateway needs one.
+    #[arg(long = "route", env = "SWITCHBOARD_ROUTES", value_delimiter = ';')]
+    pub routes: Vec<String>,
+
+    /// TOML file with a [routes] table of worker pipelines, applied before --route.
+    #[arg(long, env = "SWITCHBOARD_ROUTES_FILE")]
+    pub routes_file: Option<PathBuf>,
 }
 
 /// Parses the command line; on a usage error prints one line and exits 2.

@@ -75,18 +75,47 @@ pub fn apply_routes_file(pipelines: &mut Pipelines, path: &Path) -> Result<(), U
     Ok(())
 }
 
+/// Worker pipelines from a routes file and `--route` specs (in that order) on
+/// top of the defaults.
+pub fn pipelines(routes_file: Option<&Path>, routes: &[String]) -> Result<Pipelines, UsageError> {
+    let mut pipelines = Pipelines::default();
+    if let Some(path) = routes_file {
+        apply_routes_file(&mut pipelines, path)?;
+    }
+    for spec in routes.iter().filter(|s| !s.trim().is_empty()) {
+        pipelines
+            .apply_spec(spec)
+            .map_err(|e| UsageError(format!("--route: {e}")))?;
+    }
+    Ok(pipelines)
+}
+
 impl WorkerConfig {
+    /// The worker of `switchboard dev`: every default of `switchboard worker`,
+    /// the given queue, @connections endpoint and pipelines.
+    pub fn local(queue_url: String, callback_url: String, pipelines: Pipelines) -> Self {
+        let worker = WorkerSettings::default();
+        WorkerConfig {
+            queue_url,
+            dlq_url: None,
+            connections_table: "switchboard-connections".into(),
+            messages_table: "switchboard-messages".into(),
+            query_page_size: None,
+            actions: ActionSettings {
+                callback_url: Some(callback_url),
+                ..ActionSettings::default()
+            },
+            pipelines,
+            backoff: Backoff::default(),
+            push_retry: RetryPolicy::default(),
+            fanout_concurrency: 128,
+            worker,
+        }
+    }
+
     /// Validates the worker's arguments.
     pub fn from_args(args: &WorkerArgs) -> Result<Self, UsageError> {
-        let mut pipelines = Pipelines::default();
-        if let Some(path) = &args.routes_file {
-            apply_routes_file(&mut pipelines, path)?;
-        }
-        for spec in args.routes.iter().filter(|s| !s.trim().is_empty()) {
-            pipelines
-                .apply_spec(spec)
-                .map_err(|e| UsageError(format!("--route: {e}")))?;
-        }
+        let pipelines = pipelines(args.routes_file.as_deref(), &args.routes)?;
         if args.history_limit > args.history_max {
             return Err(UsageError(format!(
                 "--history-limit ({}) must not exceed --history-max ({})",
@@ -168,6 +197,22 @@ mod tests {
             unreachable!()
         };
         WorkerConfig::from_args(&args)
+    }
+
+    #[test]
+    fn the_local_worker_has_the_flag_defaults() {
+        let flags = worker(&[]).unwrap();
+        let local = WorkerConfig::local(
+            flags.queue_url.clone(),
+            "http://127.0.0.1:8080/dev".into(),
+            Pipelines::default(),
+        );
+        assert_eq!(local.worker, flags.worker);
+        assert_eq!(local.backoff, flags.backoff);
+        assert_eq!(local.push_retry, flags.push_retry);
+        assert_eq!(local.fanout_concurrency, flags.fanout_concurrency);
+        assert_eq!(local.actions.history_default, flags.actions.history_default);
+        assert_eq!(local.actions.retention, flags.actions.retention);
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub struct Names {
     pub dlq: String,
 }
 
+impl Default for Names {
+    /// The names of DESIGN.md (and of `migrations/`).
+    fn default() -> Self {
+        Names {
+            connections_table: "switchboard-connections".into(),
+            messages_table: "switchboard-messages".into(),
+            queue: "switchboard-inbound.fifo".into(),
+            dlq: "switchboard-inbound-dlq.fifo".into(),
+        }
+    }
+}
+
 impl From<&MigrateArgs> for Names {
     fn from(a: &MigrateArgs) -> Self {
         Names {
@@ -636,6 +648,24 @@ async fn queue_attrs(aws: &AwsBackend, url: &str) -> Result<HashMap<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_names_are_the_migrations_names() {
+        let names = Names::default();
+        for m in migrations().unwrap() {
+            let key = if m.kind == "dynamodb_table" {
+                "TableName"
+            } else {
+                "QueueName"
+            };
+            assert_eq!(
+                names.for_logical_id(&m.logical_id),
+                m.properties[key].as_str(),
+                "{}",
+                m.logical_id
+            );
+        }
+    }
 
     #[test]
     fn embedded_migrations_parse_and_cover_every_resource() {

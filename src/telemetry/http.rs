@@ -44,6 +44,15 @@ struct AppState {
     health: Arc<Health>,
 }
 
+/// `/metrics`, `/healthz` and `/readyz`, to serve alone or merged into another router.
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(AppState { metrics, health })
+}
+
 /// Serves the telemetry endpoints on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -51,12 +60,7 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(AppState { metrics, health });
-    axum::serve(listener, app)
+    axum::serve(listener, router(metrics, health))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -5,7 +5,7 @@ mod http;
 mod metrics;
 
 pub use gateway_metrics::GatewayMetrics;
-pub use http::{Health, serve};
+pub use http::{Health, router, serve};
 pub use metrics::Metrics;
 
 use std::io::IsTerminal;

@@ -52,6 +52,16 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+impl Default for Backoff {
+    /// The worker's defaults: `--retry-base 2s`, `--retry-max 5m`.
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
 impl Backoff {
     /// `base * 2^(receive_count-1)`, capped at `max`, in whole seconds (the
     /// unit of SQS visibility timeouts), at least one second.

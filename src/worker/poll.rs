@@ -7,6 +7,9 @@ use super::core::Core;
 use super::held::Held;
 use crate::backend::{MAX_BATCH, ReceiveRequest};
 
+/// How long a receive under way may still take once the drain started.
+const DRAIN_RECEIVE_GRACE: Duration = Duration::from_millis(500);
+
 /// One long-polling receiver.
 pub(super) async fn poll(core: Arc<Core>, index: usize) {
     let mut failures: u32 = 0;
@@ -31,10 +34,18 @@ pub(super) async fn poll(core: Arc<Core>, index: usize) {
             wait: core.settings.wait,
             visibility: core.settings.visibility,
         };
-        // A receive under way when the drain starts is allowed to finish (what
-        // it brings is released at once) unless the grace period runs out.
+        // A receive under way when the drain starts gets a moment to bring what
+        // it already has (released at once by `submit`), then it is abandoned:
+        // waiting out a 20 s long poll would delay every stop. An abandoned
+        // receive whose answer was already on its way hides at most 10 messages
+        // for one visibility timeout; none is lost.
+        let abandon = async {
+            core.stop_new.cancelled().await;
+            tokio::time::sleep(DRAIN_RECEIVE_GRACE).await;
+        };
         let result = tokio::select! {
             r = core.queue.receive(req) => r,
+            _ = abandon => return,
             _ = core.cut_off.cancelled() => return,
         };
         match result {

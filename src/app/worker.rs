@@ -1,4 +1,5 @@
-//! What each subcommand does, wired from the typed configuration to the parts.
+//! `switchboard worker`: the FIFO consumer with its telemetry endpoints, on the
+//! AWS backend or on any [`WorkerBackends`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,118 +8,22 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use super::{Error, shutdown_signal};
 use crate::actions::{Actions, Fanout};
 use crate::backend::aws::AwsBackend;
 use crate::backend::{BackendError, Connections, Messages, Push, Queue};
-use crate::cli::{Cli, Command, GatewayArgs, WorkerArgs};
+use crate::cli::WorkerArgs;
 use crate::config::{UsageError, WorkerConfig};
-use crate::ops::migrate;
 use crate::telemetry::{self, Health, Metrics};
 use crate::worker::{Handler, Worker};
 
-/// A failed command: usage errors exit 2, everything else 1.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad flag, file or setting: exit 2.
-    #[error(transparent)]
-    Usage(#[from] UsageError),
-    /// Anything that went wrong while running: exit 1.
-    #[error(transparent)]
-    Runtime(#[from] anyhow::Error),
-}
-
-impl Error {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Usage(_) => 2,
-            Error::Runtime(_) => 1,
-        }
-    }
-}
-
-/// Runs a parsed command line to completion.
-pub async fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {
-        Command::Worker(args) => worker(&args).await,
-        Command::Gateway(args) => gateway(&args).await,
-        Command::Migrate(args) => {
-            let backend = AwsBackend::from_env().await;
-            let report = migrate::run(
-                &backend,
-                &migrate::Names::from(&args),
-                args.timeout,
-                |line| println!("{line}"),
-            )
-            .await?;
-            println!("SWITCHBOARD_QUEUE_URL={}", report.queue_url);
-            println!("SWITCHBOARD_DLQ_URL={}", report.dlq_url);
-            Ok(())
-        }
-    }
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
-    }
-}
-
-async fn worker(args: &WorkerArgs) -> Result<(), Error> {
+pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
     let config = WorkerConfig::from_args(args)?;
     let listener = TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
     let backend = AwsBackend::from_env().await;
     run_worker_on_aws(&backend, config, listener, shutdown_signal()).await
-}
-
-async fn gateway(args: &GatewayArgs) -> Result<(), Error> {
-    use crate::gateway::{Gateway, GatewayConfig, HandlerBackend};
-    let config = match &args.config {
-        Some(path) => GatewayConfig::load(path)?,
-        None => GatewayConfig::default(),
-    };
-    let backend = if config.uses_builtin() {
-        let queue_url = args.queue_url.clone().ok_or_else(|| {
-            UsageError(
-                "the gateway's routes use builtin handlers, which write to the FIFO queue: \
-                 pass --queue-url (or SWITCHBOARD_QUEUE_URL)"
-                    .into(),
-            )
-        })?;
-        let aws = AwsBackend::from_env().await;
-        Some(HandlerBackend {
-            queue: Arc::new(aws.queue(queue_url)),
-            connections: Arc::new(aws.connections(&args.connections_table, None)),
-        })
-    } else {
-        None
-    };
-    let gateway = Gateway::new(config, backend)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    crate::gateway::run(listener, gateway, shutdown_signal())
-        .await
-        .context("gateway server failed")?;
-    Ok(())
 }
 
 /// Runs the worker on AWS services (or stand-ins behind `AWS_ENDPOINT_URL`),
@@ -180,7 +85,21 @@ pub async fn run_worker(
             let _ = http_stopped.await;
         },
     ));
+    let result = serve_worker(backends, config, metrics, health, shutdown).await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    result
+}
 
+/// Runs the worker on `backends` until `shutdown`, counting into `metrics` and
+/// reporting readiness in `health`; whoever calls it serves those.
+pub async fn serve_worker(
+    backends: WorkerBackends,
+    config: WorkerConfig,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let queue = backends.queue;
     tokio::pin!(shutdown);
     let probed = tokio::select! {
@@ -227,8 +146,6 @@ pub async fn run_worker(
     );
     let worker = Worker::new(queue, dlq, handler, config.worker.clone(), metrics, health);
     worker.run(shutdown).await;
-    let _ = stop_http.send(());
-    let _ = http.await;
     Ok(())
 }
 

@@ -1,0 +1,215 @@
+//! `switchboard dev`: the whole system on one machine. The local gateway (with
+//! the builtin handlers), the embedded queue and tables, the worker posting back
+//! through the real `aws-sdk-apigatewaymanagement` client to the gateway's own
+//! @connections API, the demo page and `/metrics`, all on one port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sqs::config::Credentials;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::worker::{WorkerBackends, serve_worker};
+use super::{Error, demo, shutdown_signal};
+use crate::actions::Pipelines;
+use crate::backend::aws::AwsBackend;
+use crate::backend::embedded::EmbeddedStore;
+use crate::backend::{Connections, Queue};
+use crate::cli::DevArgs;
+use crate::config::{UsageError, WorkerConfig, pipelines};
+use crate::gateway::{self, Gateway, GatewayConfig, HandlerBackend};
+use crate::handlers::HandlerKind;
+use crate::ops::migrate::Names;
+use crate::telemetry::{self, GatewayMetrics, Health, Metrics};
+
+/// What `dev` runs, checked up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevConfig {
+    /// The gateway's API.
+    pub gateway: GatewayConfig,
+    /// The worker's route pipelines.
+    pub pipelines: Pipelines,
+}
+
+/// Validates `dev`'s flags: the gateway file, and a worker pipeline for every
+/// custom route that enqueues (else its messages could only be dead-lettered).
+pub fn dev_config(args: &DevArgs) -> Result<DevConfig, UsageError> {
+    let gateway = match &args.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None => GatewayConfig::default(),
+    };
+    let pipelines = pipelines(args.routes_file.as_deref(), &args.routes)?;
+    check_pipelines(&gateway, &pipelines)?;
+    Ok(DevConfig { gateway, pipelines })
+}
+
+fn check_pipelines(gateway: &GatewayConfig, pipelines: &Pipelines) -> Result<(), UsageError> {
+    use crate::gateway::IntegrationSpec;
+    for (key, route) in &gateway.routes {
+        let enqueues = matches!(
+            route.integration.spec,
+            IntegrationSpec::Builtin(HandlerKind::Send)
+        );
+        if enqueues && pipelines.get(key).is_none() {
+            return Err(UsageError(format!(
+                "route `{key}` sends to the queue but the worker has no pipeline for it: \
+                 add --route {key}=store,broadcast (or another step list)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn command(args: &DevArgs) -> Result<(), Error> {
+    let config = dev_config(args)?;
+    let store = if args.ephemeral {
+        EmbeddedStore::in_memory().await
+    } else {
+        EmbeddedStore::open(&args.data_dir).await
+    }
+    .with_context(|| {
+        format!(
+            "cannot open the state directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("listening address")?;
+    let stage = config.gateway.stages.first().cloned().unwrap_or_default();
+    let state = match store.path() {
+        Some(p) => format!("kept in {}", p.display()),
+        None => "in memory (--ephemeral): gone when this stops".to_owned(),
+    };
+    println!("switchboard dev: the whole system on this machine; queue and tables {state}");
+    println!("  WebSocket API  ws://{addr}/{stage}?session=room1");
+    println!("  demo page      http://{addr}/?stage={stage}");
+    println!("  @connections   http://{addr}/{stage}/@connections/{{connectionId}}");
+    println!("  metrics        http://{addr}/metrics");
+    println!(
+        "  try it         wscat -c 'ws://{addr}/{stage}?session=room1'   then send   {{\"action\":\"sendMessage\",\"data\":{{\"text\":\"hi\"}}}}"
+    );
+    println!("Ctrl-C stops; queued messages stay queued.");
+    run_dev(config, store, listener, shutdown_signal()).await
+}
+
+/// Runs everything on `listener` with `store` until `shutdown`, then closes the
+/// WebSockets (their `$disconnect` runs) and drains the worker.
+pub async fn run_dev(
+    config: DevConfig,
+    store: EmbeddedStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr: SocketAddr = listener.local_addr().context("listening address")?;
+    let names = Names::default();
+    let migrated = store
+        .migrate(&names)
+        .await
+        .context("cannot create the embedded queues")?;
+    let queue: Arc<dyn Queue> =
+        Arc::new(store.queue(&migrated.queue_url).context("inbound queue")?);
+    let connections: Arc<dyn Connections> =
+        Arc::new(store.connections(&names.connections_table, None));
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let gateway = Gateway::with_metrics(
+        config.gateway,
+        Some(HandlerBackend {
+            queue: queue.clone(),
+            connections: connections.clone(),
+        }),
+        GatewayMetrics::registered_in(metrics.registry()),
+    )?;
+    let stage = gateway.config().stages.first().cloned().unwrap_or_default();
+    let callback = format!("http://{addr}/{stage}");
+
+    let opener = store.clone();
+    let backends = WorkerBackends {
+        queue,
+        open_queue: Box::new(move |url| Ok(Arc::new(opener.queue(url)?) as Arc<dyn Queue>)),
+        connections,
+        messages: Arc::new(store.messages(&names.messages_table)),
+        push: Arc::new(local_push().await.push()),
+    };
+    let worker_config = WorkerConfig::local(migrated.queue_url, callback, config.pipelines);
+
+    let router = gateway
+        .router()
+        .merge(demo::router())
+        .merge(telemetry::router(metrics.clone(), health.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(gateway::serve(
+        listener,
+        gateway,
+        router,
+        stopped(stop_rx.clone()),
+    ));
+    let worker = serve_worker(backends, worker_config, metrics, health, stopped(stop_rx)).await;
+    let served = server.await.context("gateway task")?;
+    worker?;
+    served.context("gateway server failed")?;
+    Ok(())
+}
+
+/// The @connections client of `dev`: the real SDK client with fixed local
+/// credentials (the local gateway accepts SigV4-signed requests), independent
+/// of the user's AWS configuration.
+async fn local_push() -> AwsBackend {
+    AwsBackend::new(
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "switchboard-dev",
+                "switchboard-dev",
+                None,
+                None,
+                "switchboard-dev",
+            ))
+            .load()
+            .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> DevArgs {
+        let mut argv = vec!["switchboard", "dev"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Dev(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_default_api_has_a_pipeline_for_every_route() {
+        let c = dev_config(&args(&[])).unwrap();
+        assert_eq!(c.gateway.stages, ["dev"]);
+        for key in c.gateway.custom_route_keys() {
+            assert!(c.pipelines.get(&key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_route_without_pipeline_is_a_usage_error() {
+        let e = dev_config(&args(&["--route", "sendMessage="])).unwrap_err();
+        assert!(e.0.contains("--route sendMessage=store,broadcast"), "{e}");
+    }
+}

@@ -1,0 +1,44 @@
+//! `switchboard gateway`: the local API Gateway WebSocket stand-in alone, its
+//! builtin handlers on the AWS backend.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use super::{Error, shutdown_signal};
+use crate::backend::aws::AwsBackend;
+use crate::cli::GatewayArgs;
+use crate::config::UsageError;
+
+pub(super) async fn command(args: &GatewayArgs) -> Result<(), Error> {
+    use crate::gateway::{Gateway, GatewayConfig, HandlerBackend};
+    let config = match &args.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None => GatewayConfig::default(),
+    };
+    let backend = if config.uses_builtin() {
+        let queue_url = args.queue_url.clone().ok_or_else(|| {
+            UsageError(
+                "the gateway's routes use builtin handlers, which write to the FIFO queue: \
+                 pass --queue-url (or SWITCHBOARD_QUEUE_URL)"
+                    .into(),
+            )
+        })?;
+        let aws = AwsBackend::from_env().await;
+        Some(HandlerBackend {
+            queue: Arc::new(aws.queue(queue_url)),
+            connections: Arc::new(aws.connections(&args.connections_table, None)),
+        })
+    } else {
+        None
+    };
+    let gateway = Gateway::new(config, backend)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    crate::gateway::run(listener, gateway, shutdown_signal())
+        .await
+        .context("gateway server failed")?;
+    Ok(())
+}
