@@ -2,9 +2,11 @@
 # Runs every test of the project, on a fresh machine too:
 #  1. installs moto's server (pinned, scripts/moto-requirements.txt) into .venv-test,
 #  2. starts moto_server on a free 127.0.0.1 port,
-#  3. checks formatting and clippy, runs `cargo test` with the AWS tests on
-#     (feature aws-tests + SWITCHBOARD_TEST_AWS_ENDPOINT) and plain `cargo test`,
-#  4. stops moto (also on failure).
+#  3. installs Debian's chromium (pinned major version) for the demo-page test,
+#  4. checks formatting and clippy, runs `cargo test` with the AWS and browser
+#     tests on (features aws-tests, browser-tests; SWITCHBOARD_TEST_AWS_ENDPOINT)
+#     and plain `cargo test`,
+#  5. stops moto (also on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,15 @@ step() { printf '\n==> %s\n' "$*"; }
 
 start_moto
 
+# Chromium for tests/demo_browser.rs; upstream major pinned, the Debian
+# revision floats (security updates replace old builds on the mirror).
+CHROMIUM_VERSION="156.*"
+if ! command -v /usr/bin/chromium >/dev/null; then
+  step "installing chromium=$CHROMIUM_VERSION from Debian"
+  apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "chromium=$CHROMIUM_VERSION" >/dev/null
+fi
+
 export SWITCHBOARD_TEST_AWS_ENDPOINT="$MOTO_URL"
 # The tests configure the SDK explicitly; keep a developer's AWS settings out.
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_DYNAMODB || true
@@ -23,12 +34,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --features aws-tests -- -D warnings
+cargo clippy --all-targets --features aws-tests,browser-tests -- -D warnings
 
-step "cargo test --features aws-tests (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
-cargo test --features aws-tests
+step "cargo test --features aws-tests,browser-tests (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
+cargo test --features aws-tests,browser-tests
 
-step "cargo test (default features: AWS tests compiled out)"
+step "cargo test (default features: AWS and browser tests compiled out)"
 env -u SWITCHBOARD_TEST_AWS_ENDPOINT cargo test
 
 step "all tests passed"

@@ -2,6 +2,8 @@
 //! @connections server, and (with `aws-tests`) the moto-backed AWS stack.
 #![allow(dead_code)]
 
+#[cfg(feature = "browser-tests")]
+pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
 pub mod recorder;

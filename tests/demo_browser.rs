@@ -1,0 +1,111 @@
+//! The demo page of `switchboard dev` in headless Chromium: two pages in one
+//! session exchange a message, a third joining later gets it as history, and
+//! a page of another session sees nothing. Checked through the DOM.
+#![cfg(feature = "browser-tests")]
+
+mod support;
+
+use std::time::Duration;
+
+use support::cdp::{Browser, Page};
+use switchboard::app::{DevConfig, run_dev};
+use switchboard::backend::embedded::EmbeddedStore;
+use switchboard::gateway::GatewayConfig;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn texts(page_list: &str) -> String {
+    format!(
+        "Array.from(document.querySelectorAll('{page_list}')).map(e => e.textContent)"
+    )
+}
+
+async fn open_connected(browser: &mut Browser, base: &str, session: &str, name: &str) -> Page {
+    let page = browser
+        .open(&format!("{base}/?session={session}&name={name}&autojoin=1"))
+        .await;
+    browser
+        .wait_for(
+            &page,
+            "document.getElementById('status')?.dataset.state === 'open'",
+            DEADLINE,
+            &format!("{name}'s page connected"),
+        )
+        .await;
+    page
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = DevConfig {
+        gateway: GatewayConfig::default(),
+        pipelines: Default::default(),
+    };
+    let dev = tokio::spawn(run_dev(
+        config,
+        EmbeddedStore::in_memory().await.unwrap(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let mut browser = Browser::launch().await;
+    let alice = open_connected(&mut browser, &base, "room1", "alice").await;
+    let bob = open_connected(&mut browser, &base, "room1", "bob").await;
+    let carol = open_connected(&mut browser, &base, "room2", "carol").await;
+
+    browser
+        .eval(
+            &alice,
+            "document.getElementById('text').value = 'hello from alice'; \
+             document.getElementById('compose').requestSubmit(); true",
+        )
+        .await;
+    let has = |who: &str| {
+        format!(
+            "{}.some(t => t === 'hello from alice') && {}.includes('{who}')",
+            texts("#messages li.message .text"),
+            texts("#messages li.message .who")
+        )
+    };
+    browser.wait_for(&bob, &has("alice"), DEADLINE, "bob sees alice's message").await;
+    browser.wait_for(&alice, &has("alice"), DEADLINE, "alice sees her own message").await;
+
+    // Bob answers; Alice sees it after hers, in order.
+    browser
+        .eval(
+            &bob,
+            "document.getElementById('text').value = 'hi alice'; \
+             document.getElementById('compose').requestSubmit(); true",
+        )
+        .await;
+    let order = format!(
+        "JSON.stringify({}) === JSON.stringify(['hello from alice', 'hi alice'])",
+        texts("#messages li.message .text")
+    );
+    browser.wait_for(&alice, &order, DEADLINE, "alice sees both, in order").await;
+
+    // Dave joins later: both arrive as history.
+    let dave = open_connected(&mut browser, &base, "room1", "dave").await;
+    let history = format!(
+        "JSON.stringify({}) === JSON.stringify(['hello from alice', 'hi alice'])",
+        texts("#messages li.message.history .text")
+    );
+    browser.wait_for(&dave, &history, DEADLINE, "dave gets the history on join").await;
+
+    // Carol, in another session, saw nothing of it.
+    let carol_texts = browser.eval(&carol, &texts("#messages li.message .text")).await;
+    assert_eq!(carol_texts, serde_json::json!([]));
+
+    browser.close().await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), dev)
+        .await
+        .expect("dev stopped")
+        .unwrap()
+        .unwrap();
+}
