@@ -15,9 +15,7 @@ use switchboard::gateway::GatewayConfig;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn texts(page_list: &str) -> String {
-    format!(
-        "Array.from(document.querySelectorAll('{page_list}')).map(e => e.textContent)"
-    )
+    format!("Array.from(document.querySelectorAll('{page_list}')).map(e => e.textContent)")
 }
 
 async fn open_connected(browser: &mut Browser, base: &str, session: &str, name: &str) -> Page {
@@ -72,8 +70,17 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
             texts("#messages li.message .who")
         )
     };
-    browser.wait_for(&bob, &has("alice"), DEADLINE, "bob sees alice's message").await;
-    browser.wait_for(&alice, &has("alice"), DEADLINE, "alice sees her own message").await;
+    browser
+        .wait_for(&bob, &has("alice"), DEADLINE, "bob sees alice's message")
+        .await;
+    browser
+        .wait_for(
+            &alice,
+            &has("alice"),
+            DEADLINE,
+            "alice sees her own message",
+        )
+        .await;
 
     // Bob answers; Alice sees it after hers, in order.
     browser
@@ -87,7 +94,9 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
         "JSON.stringify({}) === JSON.stringify(['hello from alice', 'hi alice'])",
         texts("#messages li.message .text")
     );
-    browser.wait_for(&alice, &order, DEADLINE, "alice sees both, in order").await;
+    browser
+        .wait_for(&alice, &order, DEADLINE, "alice sees both, in order")
+        .await;
 
     // Dave joins later: both arrive as history.
     let dave = open_connected(&mut browser, &base, "room1", "dave").await;
@@ -95,10 +104,14 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
         "JSON.stringify({}) === JSON.stringify(['hello from alice', 'hi alice'])",
         texts("#messages li.message.history .text")
     );
-    browser.wait_for(&dave, &history, DEADLINE, "dave gets the history on join").await;
+    browser
+        .wait_for(&dave, &history, DEADLINE, "dave gets the history on join")
+        .await;
 
     // Carol, in another session, saw nothing of it.
-    let carol_texts = browser.eval(&carol, &texts("#messages li.message .text")).await;
+    let carol_texts = browser
+        .eval(&carol, &texts("#messages li.message .text"))
+        .await;
     assert_eq!(carol_texts, serde_json::json!([]));
 
     browser.close().await;

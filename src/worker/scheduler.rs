@@ -232,4 +232,101 @@ mod tests {
         );
         assert_eq!(g.running(), 0);
     }
+
+    /// Drives `Groups` the way the worker does (one task per started group,
+    /// `next` until finished) with work that takes virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn groups_run_concurrently_up_to_max_and_each_in_order_in_virtual_time() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        use tokio::time::Instant;
+
+        type Log = Arc<Mutex<Vec<(String, u32, Instant, Instant)>>>;
+        let groups = Arc::new(Mutex::new(Groups::new(3)));
+        let log: Log = Arc::default();
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks = tokio_util::task::TaskTracker::new();
+
+        fn spawn(
+            tasks: &tokio_util::task::TaskTracker,
+            groups: Arc<Mutex<Groups<u32>>>,
+            log: Log,
+            running: Arc<std::sync::atomic::AtomicUsize>,
+            peak: Arc<std::sync::atomic::AtomicUsize>,
+            group: String,
+        ) {
+            use std::sync::atomic::Ordering::SeqCst;
+            let t = tasks.clone();
+            tasks.spawn(async move {
+                let now = running.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                loop {
+                    let next = groups.lock().unwrap().next(&group);
+                    match next {
+                        Next::Item(n) => {
+                            let start = Instant::now();
+                            // Work of a message: 1 s, in virtual time.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            log.lock()
+                                .unwrap()
+                                .push((group.clone(), n, start, Instant::now()));
+                        }
+                        Next::Finished { start, .. } => {
+                            running.fetch_sub(1, SeqCst);
+                            for g in start {
+                                spawn(
+                                    &t,
+                                    groups.clone(),
+                                    log.clone(),
+                                    running.clone(),
+                                    peak.clone(),
+                                    g,
+                                );
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+
+        let began = Instant::now();
+        // 6 groups × 4 messages, interleaved as a receive would bring them.
+        for n in 0..4 {
+            for g in 0..6 {
+                let group = format!("g{g}");
+                if let Submitted::Start(s) = groups.lock().unwrap().submit(&group, n) {
+                    spawn(
+                        &tasks,
+                        groups.clone(),
+                        log.clone(),
+                        running.clone(),
+                        peak.clone(),
+                        s,
+                    );
+                }
+            }
+        }
+        tasks.close();
+        tasks.wait().await;
+
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 24);
+        assert_eq!(
+            peak.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "at most max groups at once"
+        );
+        for g in 0..6 {
+            let mine: Vec<_> = log.iter().filter(|e| e.0 == format!("g{g}")).collect();
+            let order: Vec<u32> = mine.iter().map(|e| e.1).collect();
+            assert_eq!(order, [0, 1, 2, 3], "g{g} in arrival order");
+            for w in mine.windows(2) {
+                assert!(w[1].2 >= w[0].3, "g{g}: one message at a time");
+            }
+        }
+        // 24 s of work on 3 slots: 8 s, not 24 s (serial) and not 4 s (unbounded).
+        assert_eq!(began.elapsed(), Duration::from_secs(8));
+    }
 }

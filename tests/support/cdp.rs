@@ -115,7 +115,9 @@ impl Browser {
 
     /// Opens `url` in a new page.
     pub async fn open(&mut self, url: &str) -> Page {
-        let target = self.call(None, "Target.createTarget", json!({ "url": url })).await;
+        let target = self
+            .call(None, "Target.createTarget", json!({ "url": url }))
+            .await;
         let target_id = target["targetId"].as_str().expect("targetId").to_owned();
         let attached = self
             .call(
@@ -125,7 +127,10 @@ impl Browser {
             )
             .await;
         Page {
-            session: attached["sessionId"].as_str().expect("sessionId").to_owned(),
+            session: attached["sessionId"]
+                .as_str()
+                .expect("sessionId")
+                .to_owned(),
         }
     }
 
@@ -146,13 +151,22 @@ impl Browser {
 
     /// Polls `expression` in `page` every 50 ms until it is true, or panics
     /// with `what` after `deadline`.
-    pub async fn wait_for(&mut self, page: &Page, expression: &str, deadline: Duration, what: &str) {
+    pub async fn wait_for(
+        &mut self,
+        page: &Page,
+        expression: &str,
+        deadline: Duration,
+        what: &str,
+    ) {
         let end = tokio::time::Instant::now() + deadline;
         loop {
             if self.eval(page, expression).await == json!(true) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out after {deadline:?} waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
