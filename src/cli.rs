@@ -66,9 +66,16 @@ pub struct TableArgs {
 /// `switchboard worker`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// URL of the inbound SQS FIFO queue (ends in .fifo).
+    /// URL of the inbound SQS FIFO queue (ends in .fifo); with --data-dir,
+    /// embedded://NAME.fifo.
     #[arg(long, env = "SWITCHBOARD_QUEUE_URL", value_parser = fifo_queue_url)]
     pub queue_url: String,
+
+    /// Run on the embedded queue and tables kept in this directory (as
+    /// `switchboard dev --data-dir` keeps them) instead of SQS and DynamoDB.
+    /// One process per directory at a time.
+    #[arg(long = "data-dir", env = "SWITCHBOARD_WORKER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Dead-letter queue URL; default: the queue's RedrivePolicy target.
     #[arg(long, env = "SWITCHBOARD_DLQ_URL", value_parser = fifo_queue_url)]
@@ -338,6 +345,9 @@ fn http_url(s: &str) -> Result<String, String> {
 }
 
 fn fifo_queue_url(s: &str) -> Result<String, String> {
+    if let Some(name) = s.strip_prefix("embedded://") {
+        return fifo_name(name).map(|_| s.to_owned());
+    }
     let url = http_url(s)?;
     if !url.ends_with(".fifo") {
         return Err(format!(

@@ -20,6 +20,8 @@ pub struct UsageError(pub String);
 pub struct WorkerConfig {
     /// Inbound FIFO queue URL.
     pub queue_url: String,
+    /// The embedded store's directory, when not on AWS.
+    pub data_dir: Option<std::path::PathBuf>,
     /// Dead-letter queue URL, if given on the command line.
     pub dlq_url: Option<String>,
     /// Connections table.
@@ -97,6 +99,7 @@ impl WorkerConfig {
         let worker = WorkerSettings::default();
         WorkerConfig {
             queue_url,
+            data_dir: None,
             dlq_url: None,
             connections_table: "switchboard-connections".into(),
             messages_table: "switchboard-messages".into(),
@@ -136,6 +139,23 @@ impl WorkerConfig {
         if args.shutdown_grace < Duration::from_secs(1) {
             return Err(UsageError("--shutdown-grace must be at least 1s".into()));
         }
+        let embedded_url = args.queue_url.starts_with("embedded://");
+        match (&args.data_dir, embedded_url) {
+            (None, true) => {
+                return Err(UsageError(format!(
+                    "--queue-url {} is an embedded queue: also pass --data-dir with its directory",
+                    args.queue_url
+                )));
+            }
+            (Some(dir), false) => {
+                return Err(UsageError(format!(
+                    "--data-dir {} runs on the embedded store: pass --queue-url embedded://NAME.fifo \
+                     (e.g. embedded://switchboard-inbound.fifo)",
+                    dir.display()
+                )));
+            }
+            _ => {}
+        }
         if args.dlq_url.as_deref() == Some(args.queue_url.as_str()) {
             return Err(UsageError(
                 "--dlq-url must be a different queue than --queue-url".into(),
@@ -143,6 +163,7 @@ impl WorkerConfig {
         }
         Ok(WorkerConfig {
             queue_url: args.queue_url.clone(),
+            data_dir: args.data_dir.clone(),
             dlq_url: args.dlq_url.clone(),
             connections_table: args.tables.connections_table.clone(),
             messages_table: args.tables.messages_table.clone(),
@@ -253,6 +274,21 @@ mod tests {
             e.0.contains("routes.toml line 1: unknown field `routs`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn embedded_queues_go_with_a_data_dir() {
+        let mut argv = vec!["switchboard", "worker", "--queue-url", "embedded://switchboard-inbound.fifo"];
+        let Command::Worker(args) = Cli::try_parse_from(argv.clone()).unwrap().command else {
+            unreachable!()
+        };
+        assert!(WorkerConfig::from_args(&args).unwrap_err().0.contains("--data-dir"));
+        argv.extend(["--data-dir", "/tmp/x"]);
+        let Command::Worker(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        assert!(WorkerConfig::from_args(&args).is_ok());
+        assert!(worker(&["--data-dir", "/tmp/x"]).unwrap_err().0.contains("embedded://"));
     }
 
     #[test]

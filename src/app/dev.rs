@@ -8,15 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_sqs::config::Credentials;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::worker::{WorkerBackends, serve_worker};
+use super::worker::{WorkerBackends, local_push, serve_worker};
 use super::{Error, demo, shutdown_signal};
 use crate::actions::Pipelines;
-use crate::backend::aws::AwsBackend;
 use crate::backend::embedded::EmbeddedStore;
 use crate::backend::{Connections, Queue};
 use crate::cli::DevArgs;
@@ -163,25 +160,6 @@ pub async fn run_dev(
     worker?;
     served.context("gateway server failed")?;
     Ok(())
-}
-
-/// The @connections client of `dev`: the real SDK client with fixed local
-/// credentials (the local gateway accepts SigV4-signed requests), independent
-/// of the user's AWS configuration.
-async fn local_push() -> AwsBackend {
-    AwsBackend::new(
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "switchboard-dev",
-                "switchboard-dev",
-                None,
-                None,
-                "switchboard-dev",
-            ))
-            .load()
-            .await,
-    )
 }
 
 #[cfg(test)]

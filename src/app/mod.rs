@@ -8,7 +8,10 @@ mod gateway;
 mod worker;
 
 pub use dev::{DevConfig, dev_config, run_dev};
-pub use worker::{QueueOpener, WorkerBackends, run_worker, run_worker_on_aws, serve_worker};
+pub use worker::{
+    QueueOpener, WorkerBackends, embedded_backends, local_push, run_worker, run_worker_on_aws,
+    serve_worker,
+};
 
 use crate::backend::aws::AwsBackend;
 use crate::cli::{Cli, Command};

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use super::{Error, shutdown_signal};
 use crate::actions::{Actions, Fanout};
 use crate::backend::aws::AwsBackend;
+use crate::backend::embedded::EmbeddedStore;
 use crate::backend::{BackendError, Connections, Messages, Push, Queue};
 use crate::cli::WorkerArgs;
 use crate::config::{UsageError, WorkerConfig};
@@ -22,8 +23,64 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
     let listener = TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
-    let backend = AwsBackend::from_env().await;
-    run_worker_on_aws(&backend, config, listener, shutdown_signal()).await
+    match config.data_dir.clone() {
+        Some(dir) => {
+            let store = EmbeddedStore::open(&dir)
+                .await
+                .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
+            // Like `dev`, create what is missing (idempotent): the queue of
+            // --queue-url with its `-dlq` twin and the two tables.
+            let queue = config.queue_url.trim_start_matches("embedded://");
+            let names = crate::ops::migrate::Names {
+                connections_table: config.connections_table.clone(),
+                messages_table: config.messages_table.clone(),
+                queue: queue.to_owned(),
+                dlq: format!("{}-dlq.fifo", queue.trim_end_matches(".fifo")),
+            };
+            store
+                .migrate(&names)
+                .await
+                .with_context(|| format!("cannot create the embedded queues in {}", dir.display()))?;
+            let backends = embedded_backends(&store, &config).await?;
+            run_worker(backends, config, listener, shutdown_signal()).await
+        }
+        None => {
+            let backend = AwsBackend::from_env().await;
+            run_worker_on_aws(&backend, config, listener, shutdown_signal()).await
+        }
+    }
+}
+
+/// The worker's backends on an embedded store; the @connections client signs
+/// with fixed local credentials (see [`local_push`]).
+pub async fn embedded_backends(store: &EmbeddedStore, config: &WorkerConfig) -> Result<WorkerBackends, Error> {
+    let opener = store.clone();
+    Ok(WorkerBackends {
+        queue: Arc::new(store.queue(&config.queue_url).context("inbound queue")?),
+        open_queue: Box::new(move |url| Ok(Arc::new(opener.queue(url)?) as Arc<dyn Queue>)),
+        connections: Arc::new(store.connections(&config.connections_table, config.query_page_size)),
+        messages: Arc::new(store.messages(&config.messages_table)),
+        push: Arc::new(local_push().await.push()),
+    })
+}
+
+/// The @connections client for local endpoints (the local gateway accepts any
+/// SigV4-signed request): the real SDK client with fixed credentials,
+/// independent of the user's AWS configuration.
+pub async fn local_push() -> AwsBackend {
+    AwsBackend::new(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "switchboard-local",
+                "switchboard-local",
+                None,
+                None,
+                "switchboard-local",
+            ))
+            .load()
+            .await,
+    )
 }
 
 /// Runs the worker on AWS services (or stand-ins behind `AWS_ENDPOINT_URL`),
