@@ -278,17 +278,32 @@ mod tests {
 
     #[test]
     fn embedded_queues_go_with_a_data_dir() {
-        let mut argv = vec!["switchboard", "worker", "--queue-url", "embedded://switchboard-inbound.fifo"];
+        let mut argv = vec![
+            "switchboard",
+            "worker",
+            "--queue-url",
+            "embedded://switchboard-inbound.fifo",
+        ];
         let Command::Worker(args) = Cli::try_parse_from(argv.clone()).unwrap().command else {
             unreachable!()
         };
-        assert!(WorkerConfig::from_args(&args).unwrap_err().0.contains("--data-dir"));
+        assert!(
+            WorkerConfig::from_args(&args)
+                .unwrap_err()
+                .0
+                .contains("--data-dir")
+        );
         argv.extend(["--data-dir", "/tmp/x"]);
         let Command::Worker(args) = Cli::try_parse_from(argv).unwrap().command else {
             unreachable!()
         };
         assert!(WorkerConfig::from_args(&args).is_ok());
-        assert!(worker(&["--data-dir", "/tmp/x"]).unwrap_err().0.contains("embedded://"));
+        assert!(
+            worker(&["--data-dir", "/tmp/x"])
+                .unwrap_err()
+                .0
+                .contains("embedded://")
+        );
     }
 
     #[test]

@@ -110,6 +110,58 @@ pub struct Fanout {
     concurrency: usize,
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
+    struggling: Arc<Struggling>,
+}
+
+/// How long a recipient that exhausted its retries gets only one attempt per
+/// frame: a client that does not read (the gateway answers 429 when its buffer
+/// is full) must not hold up its session, whose next message waits until this
+/// one reached every recipient.
+const STRUGGLING_FOR: Duration = Duration::from_secs(30);
+/// Bound on remembered struggling recipients; expired ones are dropped first.
+const STRUGGLING_MAX: usize = 100_000;
+
+type Until = std::collections::HashMap<String, tokio::time::Instant>;
+
+/// Recipients that recently failed after all retries, until when.
+#[derive(Default)]
+struct Struggling(std::sync::Mutex<Until>);
+
+impl Struggling {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Until> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        let mut map = self.lock();
+        match map.get(id) {
+            Some(until) if *until > tokio::time::Instant::now() => true,
+            Some(_) => {
+                map.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark(&self, id: &str) {
+        let now = tokio::time::Instant::now();
+        let mut map = self.lock();
+        if map.len() >= STRUGGLING_MAX {
+            map.retain(|_, until| *until > now);
+            if map.len() >= STRUGGLING_MAX {
+                return;
+            }
+        }
+        map.insert(id.to_owned(), now + STRUGGLING_FOR);
+    }
+
+    fn clear(&self, id: &str) {
+        let mut map = self.lock();
+        if !map.is_empty() {
+            map.remove(id);
+        }
+    }
 }
 
 impl Fanout {
@@ -129,6 +181,7 @@ impl Fanout {
             concurrency,
             retry,
             metrics,
+            struggling: Arc::default(),
         }
     }
 
@@ -252,7 +305,23 @@ impl Fanout {
         connection_id: &str,
         frame: Bytes,
     ) -> Delivery {
+        let d = self.post_until_final(endpoint, connection_id, frame).await;
+        match d {
+            Delivery::Ok => self.struggling.clear(connection_id),
+            Delivery::Throttled | Delivery::Failed => self.struggling.mark(connection_id),
+            Delivery::Gone => {}
+        }
+        d
+    }
+
+    async fn post_until_final(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        frame: Bytes,
+    ) -> Delivery {
         let mut delays = self.retry.delays();
+        let retry = !self.struggling.contains(connection_id);
         loop {
             let result = {
                 // Closed only if the Fanout is dropped, which cannot happen while
@@ -270,7 +339,7 @@ impl Fanout {
                 Err(e) if e.kind == ErrorKind::Gone => return Delivery::Gone,
                 Err(e) => e,
             };
-            if err.is_retriable() {
+            if err.is_retriable() && retry {
                 if let Some(delay) = delays.next() {
                     self.metrics
                         .delivery_retries

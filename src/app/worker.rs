@@ -37,10 +37,9 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
                 queue: queue.to_owned(),
                 dlq: format!("{}-dlq.fifo", queue.trim_end_matches(".fifo")),
             };
-            store
-                .migrate(&names)
-                .await
-                .with_context(|| format!("cannot create the embedded queues in {}", dir.display()))?;
+            store.migrate(&names).await.with_context(|| {
+                format!("cannot create the embedded queues in {}", dir.display())
+            })?;
             let backends = embedded_backends(&store, &config).await?;
             run_worker(backends, config, listener, shutdown_signal()).await
         }
@@ -53,7 +52,10 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
 
 /// The worker's backends on an embedded store; the @connections client signs
 /// with fixed local credentials (see [`local_push`]).
-pub async fn embedded_backends(store: &EmbeddedStore, config: &WorkerConfig) -> Result<WorkerBackends, Error> {
+pub async fn embedded_backends(
+    store: &EmbeddedStore,
+    config: &WorkerConfig,
+) -> Result<WorkerBackends, Error> {
     let opener = store.clone();
     Ok(WorkerBackends {
         queue: Arc::new(store.queue(&config.queue_url).context("inbound queue")?),
