@@ -28,14 +28,23 @@ fi
 export PATH="$WORK/chef/bin:$PATH"
 
 # The build context: everything but what .dockerignore names.
+# (Top-level names and `!path` exceptions: all that .dockerignore uses here.)
 EXCLUDES=()
+KEEP=()
 while read -r line; do
-  case "$line" in ''|'#'*) continue ;; esac
-  EXCLUDES+=("--exclude=./$line")
+  case "$line" in
+    ''|'#'*) continue ;;
+    '!'*) KEEP+=("${line#!}") ;;
+    *) EXCLUDES+=("--exclude=./$line") ;;
+  esac
 done < .dockerignore
 rm -rf "$WORK/context" "$WORK/planner" "$WORK/app"
 mkdir -p "$WORK/context" "$WORK/planner" "$WORK/app"
 tar -C "$ROOT" "${EXCLUDES[@]}" -cf - . | tar -C "$WORK/context" -xf -
+for path in "${KEEP[@]}"; do
+  mkdir -p "$WORK/context/$(dirname "$path")"
+  cp -a "$ROOT/$path" "$WORK/context/$path"
+done
 
 # Stage planner: COPY . . ; cargo chef prepare
 cp -a "$WORK/context/." "$WORK/planner/"
