@@ -236,11 +236,14 @@ fn worker_environment_uses_real_flags_in_ecs_and_template_alike() {
         "SWITCHBOARD_QUEUE_URL",
         "SWITCHBOARD_CONNECTIONS_TABLE",
         "SWITCHBOARD_MESSAGES_TABLE",
-        "SWITCHBOARD_CALLBACK_URL",
         "SWITCHBOARD_LOG_FORMAT",
     ] {
         assert!(ecs_env.contains_key(required), "{required} missing");
     }
+    // One worker serves every stage: the @connections endpoint comes from each
+    // message (https://{domainName}/{stage}); a fixed one would post dev
+    // connections to prod, get 410 and prune them.
+    assert!(!ecs_env.contains_key("SWITCHBOARD_CALLBACK_URL"));
     assert_eq!(
         ecs_env["SWITCHBOARD_LOG_FORMAT"], "json",
         "CloudWatch gets JSON"
