@@ -62,6 +62,12 @@ async fn exit_0_while_healthz_answers_1_otherwise() {
     let r = healthcheck(&["--metrics-addr", &addr], &[]).await;
     assert_eq!(r.code, 1);
     assert!(r.stderr.starts_with("error: http://"), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("refused").count(),
+        1,
+        "said once: {}",
+        r.stderr
+    );
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
 
     // Only the two health paths exist: anything else is a usage error.

@@ -25,14 +25,14 @@ pub enum CheckError {
         timeout: Duration,
     },
     /// Connection or read failed.
-    #[error("http://{addr}{path}: {source}")]
+    #[error("http://{addr}{path}: {error}")]
     Io {
         /// Address checked.
         addr: SocketAddr,
         /// Path checked.
         path: String,
-        /// The failure.
-        source: std::io::Error,
+        /// The failure (not a `source`: the one-line message already says it).
+        error: std::io::Error,
     },
     /// It answered, but not 200.
     #[error("http://{addr}{path} answered {status_line:?}")]
@@ -59,10 +59,10 @@ pub fn target(bind: SocketAddr) -> SocketAddr {
 
 /// GETs `path` on `addr`; Ok when the answer is `200`.
 pub async fn check(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), CheckError> {
-    let io = |source| CheckError::Io {
+    let io = |error| CheckError::Io {
         addr,
         path: path.to_owned(),
-        source,
+        error,
     };
     let get = async {
         let mut stream = TcpStream::connect(addr).await.map_err(io)?;
