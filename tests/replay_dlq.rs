@@ -228,13 +228,9 @@ async fn dead_letters_of_the_worker_come_back_in_group_order_and_are_delivered()
 
     // 1. `shout` is not a route of the worker: every message is poison and the
     //    worker dead-letters it, group by group in order.
-    //    One poller: moto 5.2.5 breaks FIFO group locking between concurrent
-    //    long polls (a poll that started before a group went in flight still
-    //    hands out that group's next message), which reorders a group on moto
-    //    with --pollers > 1 before replay-dlq is even involved. SQS does not.
     let worker = spawn_worker(
         &backend,
-        worker_config(&stack, &server.endpoint("test"), &["--pollers", "1"]),
+        worker_config(&stack, &server.endpoint("test"), &[]),
     )
     .await;
     let mut sent = Vec::new();
@@ -284,7 +280,7 @@ async fn dead_letters_of_the_worker_come_back_in_group_order_and_are_delivered()
         worker_config(
             &stack,
             &server.endpoint("test"),
-            &["--route", "shout=broadcast", "--pollers", "1"],
+            &["--route", "shout=broadcast"],
         ),
     )
     .await;
