@@ -251,9 +251,15 @@ pub struct ReplayDlqArgs {
     #[arg(long = "from", env = "SWITCHBOARD_DLQ_URL", value_parser = fifo_queue_url)]
     pub from: Option<String>,
 
-    /// FIFO queue to move them to (the worker's inbound queue).
+    /// FIFO queue to move them to (the worker's inbound queue); with --data-dir,
+    /// embedded://NAME.fifo.
     #[arg(long = "to", env = "SWITCHBOARD_QUEUE_URL", value_parser = fifo_queue_url)]
     pub to: String,
+
+    /// Replay on the embedded queues kept in this directory (`switchboard dev
+    /// --data-dir`, `worker --data-dir`) instead of SQS; stop the process using it first.
+    #[arg(long = "data-dir", env = "SWITCHBOARD_REPLAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Most messages to take out of the dead-letter queue; default: all.
     #[arg(long, env = "SWITCHBOARD_REPLAY_MAX", value_parser = positive)]

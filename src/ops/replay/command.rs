@@ -50,7 +50,7 @@ async fn fifo_info(queue: &dyn Queue, flag: &str) -> Result<QueueInfo, Error> {
 pub async fn run<Q: Queue>(
     target: &dyn Queue,
     dlq: Option<&dyn Queue>,
-    open: impl FnOnce(String) -> Q,
+    open: impl FnOnce(String) -> Result<Q, BackendError>,
     opts: &ReplayOptions,
 ) -> Result<Summary, Error> {
     let target_info = fifo_info(target, "--to").await?;
@@ -64,7 +64,9 @@ pub async fn run<Q: Queue>(
                     target.url()
                 ))
             })?;
-            opened = open(url);
+            opened = open(url.clone()).map_err(|e| {
+                anyhow::Error::new(e).context(format!("cannot open the dead-letter queue {url}"))
+            })?;
             &opened
         }
     };
