@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too:
-#  1. installs moto's server (pinned, scripts/moto-requirements.txt) into .venv-test,
+#  1. installs moto's server (pinned, scripts/moto-requirements.txt) and the
+#     deployment-file linters (scripts/lint-requirements.txt) into .venv-test,
 #  2. starts moto_server on a free 127.0.0.1 port,
 #  3. installs Debian's chromium (pinned major version) for the demo-page test,
 #  4. checks formatting and clippy, runs `cargo test` with the AWS and browser
@@ -16,6 +17,16 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 start_moto
+
+# Linters for Dockerfile and deploy/template.json, pinned, in moto's venv
+# (cfn-lint itself comes with moto's pins).
+LINT_REQ=scripts/lint-requirements.txt
+LINT_STAMP="$VENV/.lint-installed-$(sha256sum "$LINT_REQ" | cut -c1-16)"
+if [ ! -f "$LINT_STAMP" ]; then
+  step "installing linters into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$LINT_REQ"
+  touch "$LINT_STAMP"
+fi
 
 # Chromium for tests/demo_browser.rs; upstream major pinned, the Debian
 # revision floats (security updates replace old builds on the mirror).
@@ -35,6 +46,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --all-targets --features aws-tests,browser-tests -- -D warnings
+
+step "cfn-lint deploy/template.json"
+"$VENV/bin/cfn-lint" --regions us-east-1 eu-west-1 --include-checks I -- deploy/template.json
+
+step "hadolint Dockerfile"
+"$VENV/bin/hadolint" Dockerfile
 
 step "cargo test --features aws-tests,browser-tests (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
 cargo test --features aws-tests,browser-tests

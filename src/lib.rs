@@ -12,7 +12,7 @@
 //!   heartbeat, batched deletes, dead-lettering, graceful drain.
 //! - [`actions`]: the steps a message runs (store, broadcast, direct, reply,
 //!   history) and the fan-out with retries and 410 pruning.
-//! - [`ops`]: operator commands (`migrate`).
+//! - [`ops`]: operator commands (`migrate`, `replay-dlq`, `healthcheck`).
 //! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
 //! - [`cli`], [`config`], [`app`]: flags → validated settings → running parts.
 

@@ -1,10 +1,11 @@
 //! What each subcommand does, wired from the typed configuration to the parts:
 //! `worker` (worker.rs), `gateway` (gateway.rs), `dev` (dev.rs: everything on one
-//! machine), `migrate`.
+//! machine), `migrate`, `replay-dlq` and `healthcheck` (ops.rs).
 
 mod demo;
 mod dev;
 mod gateway;
+mod ops;
 mod worker;
 
 pub use dev::{DevConfig, dev_config, run_dev};
@@ -58,6 +59,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             println!("SWITCHBOARD_DLQ_URL={}", report.dlq_url);
             Ok(())
         }
+        Command::ReplayDlq(args) => ops::replay_dlq(&args).await,
+        Command::Healthcheck(args) => ops::healthcheck(&args).await,
     }
 }
 

@@ -42,6 +42,8 @@ struct ProxyState {
     seen: Arc<Mutex<HashMap<String, u32>>>,
     /// Held while forwarding a call moto must not run concurrently.
     serial: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// target → (requests let through before holding, requests held so far).
+    holds: Arc<Mutex<HashMap<String, (u32, u32)>>>,
 }
 
 /// SQS operations that add to or rebuild moto's message list.
@@ -80,6 +82,7 @@ impl FaultProxy {
             faults: Arc::default(),
             seen: Arc::default(),
             serial: serialize.then(Arc::default),
+            holds: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -93,6 +96,28 @@ impl FaultProxy {
             .lock()
             .unwrap()
             .insert(target.to_owned(), fault);
+    }
+
+    /// After `pass` more requests for `target` went through, every further one
+    /// is held: never answered (until its client goes away). Simulates a
+    /// process that dies in the middle of a call sequence.
+    pub fn hold_after(&self, target: &str, pass: u32) {
+        self.state
+            .holds
+            .lock()
+            .unwrap()
+            .insert(target.to_owned(), (pass, 0));
+    }
+
+    /// Requests for `target` being held now (or that were held).
+    pub fn held(&self, target: &str) -> u32 {
+        self.state
+            .holds
+            .lock()
+            .unwrap()
+            .get(target)
+            .map(|(_, held)| *held)
+            .unwrap_or(0)
     }
 
     /// Requests seen for `target` (answered by a fault or forwarded).
@@ -115,6 +140,20 @@ async fn forward(State(s): State<ProxyState>, req: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     *s.seen.lock().unwrap().entry(target.clone()).or_default() += 1;
+    let hold = match s.holds.lock().unwrap().get_mut(&target) {
+        Some((pass, _)) if *pass > 0 => {
+            *pass -= 1;
+            false
+        }
+        Some((_, held)) => {
+            *held += 1;
+            true
+        }
+        None => false,
+    };
+    if hold {
+        return std::future::pending().await;
+    }
     let fault = {
         let mut faults = s.faults.lock().unwrap();
         match faults.get_mut(&target) {

@@ -1,0 +1,67 @@
+//! The operator commands `replay-dlq` and `healthcheck`.
+
+use anyhow::Context;
+
+use super::Error;
+use crate::backend::aws::AwsBackend;
+use crate::backend::embedded::{EmbeddedStore, URL_PREFIX};
+use crate::backend::{BackendError, Queue};
+use crate::cli::{HealthcheckArgs, ReplayDlqArgs};
+use crate::config::UsageError;
+use crate::ops::{healthcheck, replay};
+
+/// `switchboard replay-dlq` on SQS (or a stand-in behind `AWS_ENDPOINT_URL`),
+/// or with `--data-dir` on the embedded queues.
+pub(super) async fn replay_dlq(args: &ReplayDlqArgs) -> Result<(), Error> {
+    let opts = replay::command::options(args);
+    if let Some(dir) = &args.data_dir {
+        let store = EmbeddedStore::open(dir)
+            .await
+            .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
+        let usage = |e: BackendError| Error::Usage(UsageError(e.message));
+        let target = store.queue(&args.to).map_err(usage)?;
+        let dlq = args
+            .from
+            .as_ref()
+            .map(|url| store.queue(url))
+            .transpose()
+            .map_err(usage)?;
+        return replay::command::run(
+            &target,
+            dlq.as_ref().map(|q| q as &dyn Queue),
+            |url| store.queue(&url),
+            &opts,
+        )
+        .await
+        .map(|_| ());
+    }
+    if args.to.starts_with(URL_PREFIX) {
+        return Err(UsageError(format!(
+            "--to {} is an embedded queue: pass --data-dir DIR",
+            args.to
+        ))
+        .into());
+    }
+    let backend = AwsBackend::from_env().await;
+    let target = backend.queue(&args.to);
+    let dlq = args.from.as_ref().map(|url| backend.queue(url));
+    replay::command::run(
+        &target,
+        dlq.as_ref().map(|q| q as &dyn Queue),
+        |url| Ok(backend.queue(url)),
+        &opts,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `switchboard healthcheck`: exit 0 when the local worker answers.
+pub(super) async fn healthcheck(args: &HealthcheckArgs) -> Result<(), Error> {
+    healthcheck::check(
+        healthcheck::target(args.metrics_addr),
+        &args.path,
+        args.timeout,
+    )
+    .await
+    .map_err(|e| Error::Runtime(e.into()))
+}
