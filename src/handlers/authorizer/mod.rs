@@ -21,6 +21,10 @@
 mod claims;
 mod event;
 mod jwks;
+/// Test tokens, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../../tests/support/jwt.rs"]
+pub(crate) mod test_jwt;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +57,11 @@ pub const ALGORITHMS: [(&str, Algorithm); 11] = [
     ("ES256", Algorithm::ES256),
     ("ES384", Algorithm::ES384),
 ];
+
+/// Whether `set` has a key that can verify `alg` tokens.
+pub fn jwks_has_key_for(set: &jsonwebtoken::jwk::JwkSet, alg: Algorithm) -> bool {
+    set.keys.iter().any(|k| jwks::fits(k, alg))
+}
 
 /// Whether `alg` verifies with a shared secret (HS*) rather than a public key.
 pub fn is_hmac(alg: Algorithm) -> bool {

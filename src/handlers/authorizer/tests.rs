@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-#[path = "../../../tests/support/jwt.rs"]
-mod jwt;
-
+use super::test_jwt as jwt;
 use jwt::{Issuer, SECRET, Sign, claims, hs256, now, tampered, token};
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/apigw-ws-authorizer.json");
