@@ -17,7 +17,7 @@ use serde_json::json;
 use super::Gateway;
 use super::config::ApiKeySource;
 use super::connection;
-use super::edge::{Reason, ip};
+use super::edge::{AuthRefusal, Reason, ip};
 use super::events::{connect_event, method_arn};
 use super::ids::{new_id, now_ms};
 use super::registry::{Caller, ConnHandle};
@@ -125,20 +125,21 @@ pub(super) async fn upgrade(
                 conn.authorizer = Some(authorized.context);
                 usage_identifier_key = authorized.usage_identifier_key;
             }
-            Err((reason, _)) => {
-                let result = match reason {
-                    Reason::Denied => Some("deny"),
-                    Reason::Unauthorized => Some("unauthorized"),
-                    Reason::AuthorizerError => Some("error"),
-                    // Missing identity: the authorizer did not run.
-                    _ => None,
+            Err((reason, refusal)) => {
+                let counted = match refusal {
+                    AuthRefusal::Denied { cached } => Some(("deny", cached)),
+                    // Unauthorized and failed answers are never cached.
+                    AuthRefusal::Unauthorized => Some(("unauthorized", false)),
+                    AuthRefusal::Failed => Some(("error", false)),
+                    // The authorizer did not run.
+                    AuthRefusal::MissingIdentity => None,
                 };
-                if let Some(result) = result {
-                    // Refusals are not cached, so they were all decided now.
+                if let Some((result, cached)) = counted {
+                    let cache = if cached { "hit" } else { "miss" };
                     gw.inner
                         .metrics
                         .authorizer
-                        .with_label_values(&[result, "miss"])
+                        .with_label_values(&[result, cache])
                         .inc();
                 }
                 return rejected(&gw, reason, &stage, &source_ip);

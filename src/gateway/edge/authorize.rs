@@ -27,8 +27,12 @@ pub enum AuthRefusal {
     MissingIdentity,
     /// The authorizer refused the token: 401.
     Unauthorized,
-    /// The policy does not allow the method ARN: 403.
-    Denied,
+    /// The policy does not allow the method ARN: 403. `cached`: the answer
+    /// came from the cache.
+    Denied {
+        /// Whether the Deny was reused from the cache.
+        cached: bool,
+    },
     /// The authorizer failed or answered something unusable: 500.
     Failed,
 }
@@ -169,7 +173,7 @@ fn finish(
 ) -> Result<Authorized, AuthRefusal> {
     if !response.policy_document.allows(&event.method_arn) {
         tracing::info!(connection = %event.request_context.connection_id, principal = %response.principal_id, "authorizer: Deny");
-        return Err(AuthRefusal::Denied);
+        return Err(AuthRefusal::Denied { cached });
     }
     // API Gateway accepts only strings, numbers and booleans in the context.
     if let Some((k, _)) = response

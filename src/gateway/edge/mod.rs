@@ -245,7 +245,7 @@ impl Edge {
             let reason = match r {
                 AuthRefusal::MissingIdentity => Reason::MissingIdentity,
                 AuthRefusal::Unauthorized => Reason::Unauthorized,
-                AuthRefusal::Denied => Reason::Denied,
+                AuthRefusal::Denied { .. } => Reason::Denied,
                 AuthRefusal::Failed => Reason::AuthorizerError,
             };
             (reason, r)
