@@ -39,6 +39,18 @@ fn the_shipped_example_parses() {
     let text = include_str!("../../../switchboard.example.toml");
     let c = parse(text).unwrap();
     assert!(c.routes.contains_key("sendMessage"));
+    // The routes and the dev stage are the built-in default.
+    assert_eq!(c.routes, GatewayConfig::default().routes);
+    assert_eq!(c.stage("dev"), GatewayConfig::default().stage("dev"));
+    // prod allows only listed CIDRs.
+    let prod = c.stage("prod");
+    let listed: Vec<String> = prod.ip_allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(listed, ["203.0.113.0/24", "2001:db8::/32"]);
+    assert!(!prod.trusted_proxy);
+    assert!(c.authorizers.contains_key("cognito"));
+    assert_eq!(c.usage_plans["basic"].stages, ["prod"]);
+    assert_eq!(c.management, Management::Loopback);
+    assert!(c.tls.is_none());
 }
 
 #[test]
