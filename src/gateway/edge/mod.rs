@@ -306,6 +306,104 @@ fn meter(key: &KeyState, now_ms: i64) -> Result<(), Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn edge(text: &str) -> (GatewayConfig, Edge) {
+        let config = GatewayConfig::parse(text, "t").unwrap();
+        let edge = Edge::new(&config);
+        (config, edge)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_throttles_refuse_then_recover_as_the_buckets_refill() {
+        let (_, e) = edge(
+            r#"
+[stages.dev]
+throttle = { rate = 1.0, burst = 2 }
+[stages.ip]
+connect_throttle_per_ip = { rate = 0.5, burst = 1 }
+"#,
+        );
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(e.throttle_connect("dev", a), Ok(()));
+        assert_eq!(e.throttle_connect("dev", b), Ok(()));
+        assert_eq!(e.throttle_connect("dev", a), Err(Reason::StageThrottled));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(e.throttle_connect("dev", a), Err(Reason::StageThrottled));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(e.throttle_connect("dev", a), Ok(()));
+
+        // Per address: another address is not held back.
+        assert_eq!(e.throttle_connect("ip", a), Ok(()));
+        assert_eq!(e.throttle_connect("ip", a), Err(Reason::IpRate));
+        assert_eq!(e.throttle_connect("ip", b), Ok(()));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(e.throttle_connect("ip", a), Ok(()));
+
+        // The gateway-wide limit comes first, for every stage.
+        let (_, e) = edge("[limits]\nnew_connections_per_second = 2\n");
+        assert_eq!(e.throttle_connect("dev", a), Ok(()));
+        assert_eq!(e.throttle_connect("dev", b), Ok(()));
+        assert_eq!(e.throttle_connect("dev", b), Err(Reason::ConnectionRate));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(e.throttle_connect("dev", b), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_are_throttled_per_route_and_metered_per_key() {
+        let key = data_encoding::HEXLOWER.encode(&crate::gateway::config::KeyHash::of("k").0);
+        let (config, e) = edge(&format!(
+            r#"
+[[routes]]
+key = "ping"
+integration = {{ type = "mock" }}
+throttle = {{ rate = 1.0, burst = 1 }}
+api_key_required = true
+[stages.dev]
+[usage_plans.p]
+stages = ["dev"]
+quota = {{ limit = 3, period = "DAY" }}
+api_keys = ["sha256:{key}"]
+"#
+        ));
+        let ping = &config.routes["ping"];
+        let now = crate::gateway::ids::now_ms();
+        assert_eq!(
+            e.check_message("dev", ping, None, now),
+            Err(Reason::ApiKeyMissing)
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let k = e.api_key("dev", Some("k"), false, now).unwrap().unwrap();
+        assert_eq!(e.check_message("dev", ping, Some(&k), now), Ok(()));
+        assert_eq!(
+            e.check_message("dev", ping, Some(&k), now),
+            Err(Reason::RouteThrottled)
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(e.check_message("dev", ping, Some(&k), now), Ok(()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(e.check_message("dev", ping, Some(&k), now), Ok(()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            e.check_message("dev", ping, Some(&k), now),
+            Err(Reason::QuotaExceeded)
+        );
+        // Unknown and missing keys on a handshake that requires one.
+        assert_eq!(
+            e.api_key("dev", Some("guess"), true, now).unwrap_err(),
+            Reason::ApiKeyInvalid
+        );
+        assert_eq!(
+            e.api_key("dev", None, true, now).unwrap_err(),
+            Reason::ApiKeyMissing
+        );
+        assert!(
+            e.api_key("dev", Some("guess"), false, now)
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn reasons_are_the_metric_catalogue() {
