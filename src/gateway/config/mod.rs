@@ -21,6 +21,7 @@ mod security_tests;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod validate_authorizer;
 
 pub use security::{
     ApiKeySource, AuthorizerSettings, DEFAULT_AUTHORIZER_CACHE_TTL, Environment, KeyHash,
