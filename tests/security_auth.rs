@@ -111,7 +111,7 @@ async fn forged_and_invalid_tokens_are_refused_and_nothing_is_written() {
 #[tokio::test]
 async fn a_valid_token_connects_and_its_user_and_session_reach_the_record() {
     let issuer = Issuer::new();
-    let s = rs_gateway(&issuer, 300, "").await;
+    let s = rs_gateway(&issuer, 300, "[stages.dev]\n[stages.prod]").await;
     let mut c = claims("alice", ISS, AUD);
     c["sessionId"] = json!(unique("vouched"));
     let t = issuer.rs256(&c);
@@ -138,6 +138,13 @@ async fn a_valid_token_connects_and_its_user_and_session_reach_the_record() {
     assert_eq!(
         s.metric("switchboard_gateway_authorizer_total{cache=\"miss\",result=\"allow\"}"),
         2
+    );
+    // Another stage has its own method ARN, so its own cache entry: the
+    // answer for dev is not reused (and denied) on prod.
+    let _b3 = accepted(request(&s.url("prod", &room, &format!("token={bob}")), &[])).await;
+    assert_eq!(
+        s.metric("switchboard_gateway_authorizer_total{cache=\"miss\",result=\"allow\"}"),
+        3
     );
 
     // Closing removes the record ($disconnect ran with the same identity).

@@ -69,10 +69,12 @@ impl std::fmt::Debug for GatewayAuthorizer {
     }
 }
 
-/// The cache key of an identity: a hash, so that tokens are not kept as keys.
-fn identity_key(values: &[&str]) -> [u8; 32] {
+/// The cache key of an identity on a stage: a hash, so that tokens are not
+/// kept as keys. Per stage, so that an answer for one stage's method ARN is
+/// not reused (and then denied) on another.
+fn identity_key(stage: &str, values: &[&str]) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for v in values {
+    for v in std::iter::once(&stage).chain(values) {
         ctx.update(&(v.len() as u64).to_be_bytes());
         ctx.update(v.as_bytes());
     }
@@ -103,7 +105,7 @@ impl GatewayAuthorizer {
         let Some(identity) = self.authorizer.identity(event) else {
             return Err(AuthRefusal::MissingIdentity);
         };
-        let key = identity_key(&identity);
+        let key = identity_key(&event.request_context.stage, &identity);
         if let Some(response) = self.cached(&key) {
             return finish(event, response, 0, true);
         }
