@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::worker::{WorkerBackends, local_push, serve_worker};
+use super::worker::{WorkerBackends, local_push_signed_by, serve_worker};
 use super::{Error, demo, shutdown_signal};
 use crate::actions::Pipelines;
 use crate::backend::embedded::EmbeddedStore;
@@ -39,6 +39,16 @@ pub fn dev_config(args: &DevArgs) -> Result<DevConfig, UsageError> {
         Some(path) => GatewayConfig::load(path)?,
         None => GatewayConfig::default(),
     };
+    if gateway.tls.is_some() {
+        return Err(UsageError(format!(
+            "{}: [tls] is for `switchboard gateway`; `switchboard dev` serves ws:// and \
+             http:// (its worker posts to @connections on the same port): remove [tls]",
+            args.config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )));
+    }
     let pipelines = pipelines(args.routes_file.as_deref(), &args.routes)?;
     check_pipelines(&gateway, &pipelines)?;
     Ok(DevConfig { gateway, pipelines })
@@ -126,6 +136,18 @@ pub async fn run_dev(
     )?;
     let stage = gateway.config().stages.first().cloned().unwrap_or_default();
     let callback = format!("http://{addr}/{stage}");
+    // The worker signs its @connections calls with the gateway's own
+    // credentials when the gateway verifies signatures.
+    let signer = match &gateway.config().management {
+        crate::gateway::Management::SigV4 { credentials, .. } => Some((
+            credentials.access_key_id.clone(),
+            String::from_utf8_lossy(credentials.secret_access_key.expose()).into_owned(),
+        )),
+        crate::gateway::Management::Loopback => None,
+    };
+    let push = local_push_signed_by(signer.as_ref().map(|(i, s)| (i.as_str(), s.as_str())))
+        .await
+        .push();
 
     let opener = store.clone();
     let backends = WorkerBackends {
@@ -133,7 +155,7 @@ pub async fn run_dev(
         open_queue: Box::new(move |url| Ok(Arc::new(opener.queue(url)?) as Arc<dyn Queue>)),
         connections,
         messages: Arc::new(store.messages(&names.messages_table)),
-        push: Arc::new(local_push().await.push()),
+        push: Arc::new(push),
     };
     let worker_config = WorkerConfig::local(migrated.queue_url, callback, config.pipelines);
 

@@ -10,8 +10,8 @@ mod worker;
 
 pub use dev::{DevConfig, dev_config, run_dev};
 pub use worker::{
-    QueueOpener, WorkerBackends, embedded_backends, local_push, run_worker, run_worker_on_aws,
-    serve_worker,
+    QueueOpener, WorkerBackends, embedded_backends, local_push, local_push_signed_by, run_worker,
+    run_worker_on_aws, serve_worker,
 };
 
 use crate::backend::aws::AwsBackend;

@@ -70,12 +70,19 @@ pub async fn embedded_backends(
 /// SigV4-signed request): the real SDK client with fixed credentials,
 /// independent of the user's AWS configuration.
 pub async fn local_push() -> AwsBackend {
+    local_push_signed_by(None).await
+}
+
+/// Like [`local_push`], signing with `credentials` (access key id, secret)
+/// when the gateway verifies signatures (`[management]` with credentials).
+pub async fn local_push_signed_by(credentials: Option<(&str, &str)>) -> AwsBackend {
+    let (id, secret) = credentials.unwrap_or(("switchboard-local", "switchboard-local"));
     AwsBackend::new(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "switchboard-local",
-                "switchboard-local",
+                id,
+                secret,
                 None,
                 None,
                 "switchboard-local",

@@ -254,7 +254,25 @@ async fn handle_message(gw: &Gateway, handle: &ConnHandle, text: String) {
         handle.reply(Message::text(frame.to_string())).await;
         return;
     };
-    let event = message_event(handle, &route.key, text, request_id.clone(), now_ms());
+    let now = now_ms();
+    if let Err(reason) =
+        gw.inner
+            .edge
+            .check_message(&handle.stage, route, handle.api_key.as_deref(), now)
+    {
+        // As API Gateway: an error frame, the connection stays open.
+        metrics.messages.with_label_values(&["rejected"]).inc();
+        metrics
+            .rejections
+            .with_label_values(&["message", reason.label()])
+            .inc();
+        tracing::debug!(connection = %handle.id, route = %route.key, reason = reason.label(), "message rejected");
+        let (_, text, _) = reason.answer();
+        let frame = json!({"message": text, "connectionId": handle.id, "requestId": request_id});
+        handle.reply(Message::text(frame.to_string())).await;
+        return;
+    }
+    let event = message_event(handle, &route.key, text, request_id.clone(), now);
     match gw.inner.invoker.invoke(&route.integration, &event).await {
         Ok(resp) => {
             metrics.messages.with_label_values(&["routed"]).inc();

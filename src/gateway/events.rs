@@ -13,6 +13,13 @@ use crate::handlers::{EventType, Identity, RequestContext, WebSocketEvent};
 /// The API id the local gateway reports (`requestContext.apiId`).
 pub const LOCAL_API_ID: &str = "local";
 
+/// The method ARN of a route, as API Gateway gives it to authorizers:
+/// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{routeKey}`; the
+/// local gateway's region is `local` and its account twelve zeros.
+pub fn method_arn(stage: &str, route_key: &str) -> String {
+    format!("arn:aws:execute-api:local:000000000000:{LOCAL_API_ID}/{stage}/{route_key}")
+}
+
 fn context(
     handle: &ConnHandle,
     route_key: &str,

@@ -4,16 +4,18 @@
 //! Errors carry `x-amzn-ErrorType` and a JSON `message`, so the real
 //! `aws-sdk-apigatewaymanagement` client maps them to its typed errors:
 //! GoneException (410), PayloadTooLargeException (413), LimitExceededException
-//! (429), ForbiddenException (403). SigV4-signed requests are accepted; the
-//! signature is not checked (callers must be on loopback, `[management]`).
+//! (429), ForbiddenException (403). Who may call is `[management]`: loopback
+//! callers only (signatures not checked), or callers whose SigV4 signature
+//! verifies with the configured credentials ([`super::sigv4`]).
 
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::Message;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -21,6 +23,16 @@ use super::Gateway;
 use super::config::Management;
 use super::ids::{iso_time, new_id};
 use super::registry::{CloseReason, PostOutcome};
+use super::sigv4::{self, SigV4Error};
+
+/// A management request as received: what access checks look at.
+struct Call<'a> {
+    peer: SocketAddr,
+    stage: &'a str,
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
 
 /// An error answer the SDK understands.
 fn error(status: StatusCode, error_type: &str, message: &str) -> Response {
@@ -65,32 +77,61 @@ fn counted(gw: &Gateway, op: &str, resp: Response) -> Response {
     resp
 }
 
-/// The refusal for callers the configuration does not allow and for unknown
-/// stages; `None` when the request may proceed.
-fn refusal(gw: &Gateway, peer: SocketAddr, stage: &str) -> Option<Response> {
-    match gw.config().management {
-        Management::Loopback if !peer.ip().is_loopback() => {
-            return Some(error(
-                StatusCode::FORBIDDEN,
-                "ForbiddenException",
-                "the @connections API only answers callers on loopback ([management] bind = \"loopback\")",
-            ));
+/// The refusal for callers on an address `[management]` does not answer.
+fn address_refusal(gw: &Gateway, call: &Call<'_>) -> Option<Response> {
+    let loopback = super::edge::ip::canonical(call.peer.ip()).is_loopback();
+    let loopback_only = match &gw.config().management {
+        Management::Loopback => true,
+        Management::SigV4 { any_address, .. } => !any_address,
+    };
+    (loopback_only && !loopback).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "the @connections API only answers callers on loopback ([management] bind = \"loopback\")",
+        )
+    })
+}
+
+/// The refusal for requests without a valid signature (when `[management]`
+/// has credentials) and for unknown stages; `body` is the request's body.
+fn refusal(gw: &Gateway, call: &Call<'_>, body: &[u8]) -> Option<Response> {
+    if let Management::SigV4 { credentials, .. } = &gw.config().management {
+        let checked = sigv4::verify(
+            call.method,
+            call.uri,
+            call.headers,
+            body,
+            credentials,
+            SystemTime::now(),
+        );
+        if let Err(e) = checked {
+            let (label, error_type) = match e {
+                SigV4Error::Missing => ("missing", "MissingAuthenticationTokenException"),
+                SigV4Error::Invalid(_) => ("invalid", "InvalidSignatureException"),
+            };
+            gw.inner
+                .metrics
+                .management_auth
+                .with_label_values(&[label])
+                .inc();
+            tracing::info!(peer = %call.peer, error = %e, "@connections request refused: SigV4");
+            return Some(error(StatusCode::FORBIDDEN, error_type, &e.to_string()));
         }
-        Management::Loopback => {}
     }
-    if !gw.config().stages.iter().any(|s| s == stage) {
+    if !gw.config().stages.iter().any(|s| s == call.stage) {
         return Some(error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
-            &format!("no stage `{stage}`"),
+            &format!("no stage `{}`", call.stage),
         ));
     }
     None
 }
 
 /// PostToConnection: the raw body becomes one frame (text when it is UTF-8).
-async fn post_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str, body: Body) -> Response {
-    if let Some(r) = refusal(gw, peer, stage) {
+async fn post_inner(gw: &Gateway, call: &Call<'_>, id: &str, body: Body) -> Response {
+    if let Some(r) = address_refusal(gw, call) {
         return r;
     }
     let limit = gw.config().limits.message_bytes;
@@ -102,11 +143,16 @@ async fn post_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str, body:
         )
     };
     // Read one byte past the limit to tell "at the limit" from "over it".
+    // The signature covers the body, so it is read (bounded) before the
+    // signature is checked.
     let Ok(data) = to_bytes(body, limit + 1).await else {
         return too_large();
     };
     if data.len() > limit {
         return too_large();
+    }
+    if let Some(r) = refusal(gw, call, &data) {
+        return r;
     }
     let Some(handle) = gw.inner.registry.get(id) else {
         return gone(id);
@@ -132,8 +178,8 @@ async fn post_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str, body:
 }
 
 /// GetConnection: `connectedAt`, `identity`, `lastActiveAt` (ISO 8601).
-async fn get_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
-    if let Some(r) = refusal(gw, peer, stage) {
+async fn get_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
+    if let Some(r) = address_refusal(gw, call).or_else(|| refusal(gw, call, b"")) {
         return r;
     }
     let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
@@ -158,8 +204,8 @@ async fn get_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Res
 }
 
 /// DeleteConnection: closes the connection (1000), answers 204.
-async fn delete_inner(gw: &Gateway, peer: SocketAddr, stage: &str, id: &str) -> Response {
-    if let Some(r) = refusal(gw, peer, stage) {
+async fn delete_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
+    if let Some(r) = address_refusal(gw, call).or_else(|| refusal(gw, call, b"")) {
         return r;
     }
     let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
@@ -182,9 +228,19 @@ pub(super) async fn post(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stage, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let resp = post_inner(&gw, peer, &stage, &id, body).await;
+    let call = Call {
+        peer,
+        stage: &stage,
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let resp = post_inner(&gw, &call, &id, body).await;
     counted(&gw, "post", resp)
 }
 
@@ -193,8 +249,18 @@ pub(super) async fn get(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stage, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let resp = get_inner(&gw, peer, &stage, &id).await;
+    let call = Call {
+        peer,
+        stage: &stage,
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let resp = get_inner(&gw, &call, &id).await;
     counted(&gw, "get", resp)
 }
 
@@ -203,7 +269,17 @@ pub(super) async fn delete(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stage, id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let resp = delete_inner(&gw, peer, &stage, &id).await;
+    let call = Call {
+        peer,
+        stage: &stage,
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let resp = delete_inner(&gw, &call, &id).await;
     counted(&gw, "delete", resp)
 }

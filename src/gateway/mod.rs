@@ -8,11 +8,15 @@
 //!   (POST/GET/DELETE), for the worker's `aws-sdk-apigatewaymanagement` client.
 //!
 //! Limits, close codes and error frames follow API Gateway; `docs/gateway.md`
-//! lists what is emulated and what differs. Embed it with [`Gateway::new`] and
-//! [`run`]; extend its HTTP surface with [`Gateway::router`].
+//! lists what is emulated and what differs. Edge security (IP rules,
+//! throttling, the authorizer, API keys and usage plans, TLS, SigV4 on
+//! @connections) is in [`edge`], [`sigv4`] and [`tls`]; docs/security.md maps
+//! it to AWS. Embed it with [`Gateway::new`] and [`run`]; extend its HTTP
+//! surface with [`Gateway::router`].
 
 pub mod config;
 mod connection;
+pub mod edge;
 mod events;
 pub mod http_integration;
 pub mod ids;
@@ -20,6 +24,8 @@ pub mod integration;
 mod management;
 mod registry;
 pub mod route;
+pub mod sigv4;
+pub mod tls;
 mod upgrade;
 
 pub use config::{GatewayConfig, Limits, Management, Route};
@@ -27,14 +33,14 @@ pub use integration::{Integration, IntegrationSpec};
 pub use registry::CloseReason;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +49,7 @@ use crate::backend::{Connections, Queue};
 use crate::config::UsageError;
 use crate::handlers::{HandlerSettings, Handlers};
 use crate::telemetry::GatewayMetrics;
+use edge::Edge;
 use integration::Invoker;
 use registry::Registry;
 
@@ -67,6 +74,7 @@ pub struct Gateway {
 
 struct Inner {
     config: GatewayConfig,
+    edge: Edge,
     metrics: GatewayMetrics,
     invoker: Invoker,
     registry: Registry,
@@ -114,6 +122,7 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 invoker: Invoker::new(handlers),
+                edge: Edge::new(&config),
                 config,
                 metrics,
                 registry: Registry::default(),
@@ -173,19 +182,6 @@ impl Gateway {
     }
 }
 
-/// The client's address. Only the socket peer for now: honouring
-/// `X-Forwarded-For` needs the stage's `trusted_proxy` setting.
-fn client_ip(peer: SocketAddr, _headers: &HeaderMap) -> String {
-    let ip = match peer.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    ip.to_string()
-}
-
 /// Serves `gateway` on `listener` until `shutdown` resolves, then closes every
 /// connection (1001 "Going away"), runs their `$disconnect` and returns.
 pub async fn run(
@@ -197,7 +193,8 @@ pub async fn run(
 }
 
 /// Like [`run`], serving `router` (the gateway's [`Gateway::router`] merged
-/// with other routes).
+/// with other routes). With `[tls]` configured, every connection on
+/// `listener` must be TLS (`wss://`, `https://`): there is no plaintext port.
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
@@ -211,15 +208,25 @@ pub async fn serve(
         // the graceful shutdown below does not wait on them.
         token.cancel();
     };
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, stages = ?gateway.config().stages, "gateway listening");
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    match gateway.config().tls.clone() {
+        None => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, stages = ?gateway.config().stages, "gateway listening (ws://, http://)");
+            }
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+        Some(settings) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, stages = ?gateway.config().stages, cert = %settings.cert.display(), "gateway listening (wss://, https:// only)");
+            }
+            // `tap_io` gives the TLS listener axum's `SocketAddr` connect info.
+            let tls = tls::TlsListener::new(listener, settings.server.clone()).tap_io(|_| {});
+            axum::serve(tls, app).with_graceful_shutdown(stop).await?;
+        }
     }
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await?;
     gateway.drain(SHUTDOWN_GRACE).await;
     Ok(())
 }

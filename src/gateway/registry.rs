@@ -10,7 +10,21 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::edge::KeyState;
 use super::ids::now_ms;
+
+/// Who is connecting: what the handshake and the edge checks established.
+#[derive(Debug, Default, Clone)]
+pub struct Caller {
+    /// Client IP (after `trusted_proxy`).
+    pub source_ip: String,
+    /// Client User-Agent.
+    pub user_agent: Option<String>,
+    /// The authorizer's context, `principalId` included.
+    pub authorizer: Option<Map<String, Value>>,
+    /// The API key, if one of a usage plan of the stage was presented.
+    pub(crate) api_key: Option<Arc<KeyState>>,
+}
 
 /// Why the gateway closes a connection: the close frame it sends and what the
 /// `$disconnect` event reports.
@@ -76,9 +90,11 @@ pub struct ConnHandle {
     pub source_ip: String,
     /// Client User-Agent.
     pub user_agent: Option<String>,
-    /// Authorizer output for every event of this connection (none until the
-    /// authorizer exists).
+    /// Authorizer output for every event of this connection
+    /// (`requestContext.authorizer`).
     pub authorizer: Option<Map<String, Value>>,
+    /// The API key the connection presented, with its usage plan's meters.
+    pub(crate) api_key: Option<Arc<KeyState>>,
     /// The API's domain as the client addressed it.
     pub domain_name: String,
     last_active: AtomicI64,
@@ -102,25 +118,25 @@ pub enum PostOutcome {
 }
 
 impl ConnHandle {
-    /// A handle in the connecting state, and the receiver of its outbound frames.
-    #[allow(clippy::too_many_arguments)]
+    /// A handle in the connecting state (to be shared in an `Arc` once its
+    /// caller is known), and the receiver of its outbound frames.
     pub fn new(
         id: String,
         stage: String,
         domain_name: String,
-        source_ip: String,
-        user_agent: Option<String>,
+        caller: Caller,
         connected_at: i64,
         buffer: usize,
-    ) -> (Arc<Self>, mpsc::Receiver<Message>) {
+    ) -> (Self, mpsc::Receiver<Message>) {
         let (tx, rx) = mpsc::channel(buffer);
         let handle = ConnHandle {
             id,
             stage,
             connected_at,
-            source_ip,
-            user_agent,
-            authorizer: None,
+            source_ip: caller.source_ip,
+            user_agent: caller.user_agent,
+            authorizer: caller.authorizer,
+            api_key: caller.api_key,
             domain_name,
             last_active: AtomicI64::new(connected_at),
             open: AtomicBool::new(false),
@@ -128,7 +144,7 @@ impl ConnHandle {
             closing: CancellationToken::new(),
             close_reason: Mutex::new(None),
         };
-        (Arc::new(handle), rx)
+        (handle, rx)
     }
 
     /// `$connect` succeeded: posts are accepted from now on.

@@ -1,8 +1,10 @@
-//! `GET /{stage}` with `Upgrade: websocket`: runs `$connect` while the client
-//! waits, then accepts (101) or rejects the handshake with the integration's
-//! status, as API Gateway does.
+//! `GET /{stage}` with `Upgrade: websocket`: the edge checks (IP rules,
+//! throttles, authorizer, API key; [`super::edge`]), then `$connect` while
+//! the client waits, then accepts (101) or rejects the handshake with the
+//! refusal's or the integration's status, as API Gateway does.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::ws::WebSocketUpgrade;
@@ -12,15 +14,35 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::Gateway;
+use super::config::ApiKeySource;
 use super::connection;
-use super::events::connect_event;
+use super::edge::{AuthRefusal, Reason, ip};
+use super::events::{connect_event, method_arn};
 use super::ids::{new_id, now_ms};
-use super::registry::ConnHandle;
-use super::{Gateway, client_ip};
+use super::registry::{Caller, ConnHandle};
 use crate::handlers::ProxyResponse;
+use crate::handlers::authorizer::AuthorizerEvent;
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "message": text }))).into_response()
+}
+
+/// The answer to a handshake an edge check refused, counted and logged.
+fn rejected(gw: &Gateway, reason: Reason, stage: &str, ip: &str) -> Response {
+    let metrics = &gw.inner.metrics;
+    metrics.connections.with_label_values(&["rejected"]).inc();
+    metrics
+        .rejections
+        .with_label_values(&["connect", reason.label()])
+        .inc();
+    tracing::info!(%stage, %ip, reason = reason.label(), "handshake rejected");
+    let (status, text, error_type) = reason.answer();
+    let mut response = message(status, text);
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+    response
 }
 
 /// The upgrade handler.
@@ -42,6 +64,13 @@ pub(super) async fn upgrade(
             ),
         );
     }
+    let edge = &gw.inner.edge;
+    let client = ip::client_ip(peer, &headers, config.stage(&stage).trusted_proxy);
+    let source_ip = client.to_string();
+    // IP rules come first, as a WAF in front of the API would.
+    if let Err(reason) = edge.check_ip(&stage, client) {
+        return rejected(&gw, reason, &stage, &source_ip);
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -51,6 +80,9 @@ pub(super) async fn upgrade(
             StatusCode::SERVICE_UNAVAILABLE,
             "the gateway is shutting down",
         );
+    }
+    if let Err(reason) = edge.throttle_connect(&stage, client) {
+        return rejected(&gw, reason, &stage, &source_ip);
     }
     let domain_name = headers
         .get(header::HOST)
@@ -62,23 +94,82 @@ pub(super) async fn upgrade(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let connected_at = now_ms();
-    let (handle, outbound) = loop {
-        let (handle, rx) = ConnHandle::new(
-            new_id(),
-            stage.clone(),
-            domain_name.clone(),
-            client_ip(peer, &headers),
-            user_agent.clone(),
-            connected_at,
-            config.limits.outbound_buffer_frames,
-        );
+    let request_id = new_id();
+    let (mut conn, outbound) = ConnHandle::new(
+        new_id(),
+        stage.clone(),
+        domain_name,
+        Caller {
+            source_ip: source_ip.clone(),
+            user_agent,
+            ..Caller::default()
+        },
+        connected_at,
+        config.limits.outbound_buffer_frames,
+    );
+    let route = config.routes.get("$connect");
+
+    // The authorizer sees the $connect request as a REQUEST authorizer event.
+    let mut usage_identifier_key = None;
+    if let Some(name) = route.and_then(|r| r.authorizer.as_deref()) {
+        let event = connect_event(&conn, &headers, &query, request_id.clone(), connected_at);
+        let event = AuthorizerEvent::for_connect(&event, method_arn(&stage, "$connect"));
+        match edge.authorize(name, &event).await {
+            Ok(authorized) => {
+                let cache = if authorized.cached { "hit" } else { "miss" };
+                gw.inner
+                    .metrics
+                    .authorizer
+                    .with_label_values(&["allow", cache])
+                    .inc();
+                conn.authorizer = Some(authorized.context);
+                usage_identifier_key = authorized.usage_identifier_key;
+            }
+            Err((reason, refusal)) => {
+                let counted = match refusal {
+                    AuthRefusal::Denied { cached } => Some(("deny", cached)),
+                    // Unauthorized and failed answers are never cached.
+                    AuthRefusal::Unauthorized => Some(("unauthorized", false)),
+                    AuthRefusal::Failed => Some(("error", false)),
+                    // The authorizer did not run.
+                    AuthRefusal::MissingIdentity => None,
+                };
+                if let Some((result, cached)) = counted {
+                    let cache = if cached { "hit" } else { "miss" };
+                    gw.inner
+                        .metrics
+                        .authorizer
+                        .with_label_values(&[result, cache])
+                        .inc();
+                }
+                return rejected(&gw, reason, &stage, &source_ip);
+            }
+        }
+    }
+    let presented = match config.api_key_source {
+        ApiKeySource::Header => headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ApiKeySource::Authorizer => usage_identifier_key,
+    };
+    let required = route.is_some_and(|r| r.api_key_required);
+    match edge.api_key(&stage, presented.as_deref(), required, connected_at) {
+        Ok(key) => conn.api_key = key,
+        Err(reason) => return rejected(&gw, reason, &stage, &source_ip),
+    }
+
+    let handle = loop {
+        let handle = Arc::new(conn);
         // 88 random bits: a collision is practically impossible, but cheap to rule out.
         if gw.inner.registry.insert(handle.clone()) {
-            break (handle, rx);
+            break handle;
         }
+        conn = Arc::try_unwrap(handle).expect("a handle the registry refused is ours alone");
+        conn.id = new_id();
     };
-    let event = connect_event(&handle, &headers, &query, new_id(), connected_at);
-    let answer = match config.routes.get("$connect") {
+    let event = connect_event(&handle, &headers, &query, request_id, connected_at);
+    let answer = match route {
         None => Ok(ProxyResponse::status(200)),
         Some(route) => gw.inner.invoker.invoke(&route.integration, &event).await,
     };

@@ -10,6 +10,7 @@
 //! written. Backend failures are errors ([`HandlerError`]): on AWS the invocation
 //! fails and API Gateway answers `Internal server error`, and so does the gateway.
 
+pub mod authorizer;
 mod connect;
 pub mod event;
 mod send;

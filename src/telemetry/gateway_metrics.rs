@@ -3,16 +3,46 @@
 
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
+/// Why the edge refused a handshake or a message (`reason` of
+/// `switchboard_gateway_rejections_total`; docs/security.md).
+pub const REJECTION_REASONS: [&str; 14] = [
+    "ip_denied",
+    "ip_not_allowed",
+    "connection_rate",
+    "ip_rate",
+    "stage_throttled",
+    "route_throttled",
+    "missing_identity",
+    "unauthorized",
+    "denied",
+    "authorizer_error",
+    "api_key_missing",
+    "api_key_invalid",
+    "plan_throttled",
+    "quota_exceeded",
+];
+
 /// Counters of the gateway: handshakes, messages, closes, @connections calls.
 #[derive(Clone, Debug)]
 pub struct GatewayMetrics {
     registry: Registry,
-    /// Handshakes by `outcome`: accepted, refused ($connect non-2xx), failed
-    /// ($connect integration error).
+    /// Handshakes by `outcome`: accepted, rejected (by an edge check:
+    /// IP rules, throttles, authorizer, API key), refused ($connect non-2xx),
+    /// failed ($connect integration error).
     pub connections: IntCounterVec,
+    /// Edge refusals by `phase` (connect, message) and `reason`
+    /// ([`REJECTION_REASONS`]).
+    pub rejections: IntCounterVec,
+    /// Authorizer decisions by `result` (allow, deny, unauthorized, error)
+    /// and `cache` (hit, miss).
+    pub authorizer: IntCounterVec,
+    /// @connections requests refused by SigV4 verification, by `reason`
+    /// (missing, invalid).
+    pub management_auth: IntCounterVec,
     /// Connections open now.
     pub open: IntGauge,
-    /// Client messages by `outcome`: routed, no_route, integration_error.
+    /// Client messages by `outcome`: routed, rejected (edge security),
+    /// no_route, integration_error.
     pub messages: IntCounterVec,
     /// Closes by `reason`: client, abnormal, deleted, going_away, binary,
     /// too_big, bad_text, protocol.
@@ -54,14 +84,32 @@ impl GatewayMetrics {
             connections: vec(
                 r,
                 "switchboard_gateway_connections_total",
-                "Handshakes by outcome (accepted, refused, failed)",
+                "Handshakes by outcome (accepted, rejected, refused, failed)",
                 &["outcome"],
+            ),
+            rejections: vec(
+                r,
+                "switchboard_gateway_rejections_total",
+                "Handshakes and messages refused by edge security, by phase and reason",
+                &["phase", "reason"],
+            ),
+            authorizer: vec(
+                r,
+                "switchboard_gateway_authorizer_total",
+                "Authorizer decisions by result and cache use",
+                &["result", "cache"],
+            ),
+            management_auth: vec(
+                r,
+                "switchboard_gateway_management_auth_failures_total",
+                "@connections requests refused by SigV4 verification, by reason",
+                &["reason"],
             ),
             open,
             messages: vec(
                 r,
                 "switchboard_gateway_messages_total",
-                "Client messages by outcome (routed, no_route, integration_error)",
+                "Client messages by outcome (routed, rejected, no_route, integration_error)",
                 &["outcome"],
             ),
             closes: vec(
@@ -79,10 +127,23 @@ impl GatewayMetrics {
         };
         // Export every known label value at 0, so rates and alerts work
         // before the first event.
-        for o in ["accepted", "refused", "failed"] {
+        for o in ["accepted", "rejected", "refused", "failed"] {
             m.connections.with_label_values(&[o]);
         }
-        for o in ["routed", "no_route", "integration_error"] {
+        for phase in ["connect", "message"] {
+            for reason in REJECTION_REASONS {
+                m.rejections.with_label_values(&[phase, reason]);
+            }
+        }
+        for result in ["allow", "deny", "unauthorized", "error"] {
+            for cache in ["hit", "miss"] {
+                m.authorizer.with_label_values(&[result, cache]);
+            }
+        }
+        for reason in ["missing", "invalid"] {
+            m.management_auth.with_label_values(&[reason]);
+        }
+        for o in ["routed", "rejected", "no_route", "integration_error"] {
             m.messages.with_label_values(&[o]);
         }
         for r in [

@@ -4,7 +4,7 @@ mod gateway_metrics;
 mod http;
 mod metrics;
 
-pub use gateway_metrics::GatewayMetrics;
+pub use gateway_metrics::{GatewayMetrics, REJECTION_REASONS};
 pub use http::{Health, router, serve};
 pub use metrics::Metrics;
 

@@ -1,12 +1,15 @@
 //! Shared test support: unique names, polling with a deadline, a test
-//! @connections server, and (with `aws-tests`) the moto-backed AWS stack.
+//! @connections server, test tokens and the security suite's fixture, and
+//! (with `aws-tests`) the moto-backed AWS stack.
 #![allow(dead_code)]
 
 #[cfg(feature = "browser-tests")]
 pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
+pub mod jwt;
 pub mod recorder;
+pub mod secure;
 pub mod ws;
 
 #[cfg(feature = "aws-tests")]

@@ -6,13 +6,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{GatewayConfig, Limits, Route, aws_limits};
+use super::validate;
+use super::{ApiKeySource, Environment, GatewayConfig, Limits, Route, aws_limits};
 use crate::config::UsageError;
 use crate::gateway::integration::{Integration, IntegrationSection, IntegrationSpec};
 use crate::gateway::route::RouteSelection;
 use crate::handlers::HandlerKind;
-
-type Later = Option<Spanned<toml::Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,19 +21,21 @@ pub(super) struct File {
     routes: Option<Vec<Spanned<RouteSection>>>,
     stages: Option<BTreeMap<String, Spanned<StageSection>>>,
     #[serde(default)]
+    authorizers: BTreeMap<String, Spanned<AuthorizerSection>>,
+    #[serde(default)]
+    usage_plans: BTreeMap<String, Spanned<UsagePlanSection>>,
+    #[serde(default)]
     limits: LimitsSection,
+    tls: Option<Spanned<TlsSection>>,
     #[serde(default)]
     management: ManagementSection,
-    authorizers: Later,
-    usage_plans: Later,
-    tls: Later,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ApiSection {
     route_selection_expression: Option<Spanned<String>>,
-    api_key_selection_expression: Later,
+    api_key_selection_expression: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -43,19 +44,78 @@ struct RouteSection {
     key: String,
     integration: IntegrationSection,
     route_response_selection_expression: Option<String>,
-    authorizer: Later,
-    api_key_required: Option<Spanned<bool>>,
-    throttle: Later,
+    authorizer: Option<Spanned<String>>,
+    #[serde(default)]
+    api_key_required: bool,
+    throttle: Option<Spanned<ThrottleSection>>,
+}
+
+/// `{ rate = 100.0, burst = 50 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ThrottleSection {
+    pub(super) rate: f64,
+    pub(super) burst: i64,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StageSection {
-    throttle: Later,
-    ip_allow: Later,
-    ip_deny: Later,
-    trusted_proxy: Later,
-    connect_throttle_per_ip: Later,
+pub(super) struct StageSection {
+    pub(super) throttle: Option<Spanned<ThrottleSection>>,
+    #[serde(default)]
+    pub(super) ip_allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ip_deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) trusted_proxy: bool,
+    pub(super) connect_throttle_per_ip: Option<Spanned<ThrottleSection>>,
+    #[serde(default)]
+    pub(super) route_throttle: BTreeMap<String, Spanned<ThrottleSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthorizerSection {
+    pub(super) identity_sources: Spanned<Vec<Spanned<String>>>,
+    pub(super) algorithms: Spanned<Vec<Spanned<String>>>,
+    pub(super) secret: Option<Spanned<String>>,
+    pub(super) jwks: Option<Spanned<String>>,
+    pub(super) issuer: Option<String>,
+    #[serde(default)]
+    pub(super) audience: Vec<String>,
+    pub(super) token_use: Option<String>,
+    #[serde(default)]
+    pub(super) allowed_users: Vec<String>,
+    #[serde(default)]
+    pub(super) allowed_groups: Vec<String>,
+    pub(super) user_claim: Option<String>,
+    pub(super) groups_claim: Option<String>,
+    pub(super) session_claim: Option<String>,
+    pub(super) api_key_claim: Option<String>,
+    pub(super) cache_ttl_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsagePlanSection {
+    pub(super) stages: Vec<Spanned<String>>,
+    pub(super) throttle: Option<Spanned<ThrottleSection>>,
+    pub(super) quota: Option<Spanned<QuotaSection>>,
+    pub(super) api_keys: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaSection {
+    pub(super) limit: u64,
+    pub(super) period: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsSection {
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -66,12 +126,15 @@ struct LimitsSection {
     idle_timeout_secs: Option<Spanned<u64>>,
     max_connection_secs: Option<Spanned<u64>>,
     outbound_buffer_frames: Option<Spanned<u64>>,
+    new_connections_per_second: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ManagementSection {
-    bind: Option<Spanned<String>>,
+pub(super) struct ManagementSection {
+    pub(super) bind: Option<Spanned<String>>,
+    pub(super) access_key_id: Option<Spanned<String>>,
+    pub(super) secret_access_key: Option<Spanned<String>>,
 }
 
 /// Line of a byte offset, 1-based.
@@ -79,31 +142,24 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-struct Ctx<'a> {
-    text: &'a str,
-    origin: &'a str,
+/// What errors need: the text (for line numbers) and its name.
+pub(super) struct Ctx<'a> {
+    pub(super) text: &'a str,
+    pub(super) origin: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> UsageError {
+    /// An error about the text at `span`.
+    pub(super) fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl std::fmt::Display,
+    ) -> UsageError {
         UsageError(format!(
             "{} line {}: {msg}",
             self.origin,
             line_of(self.text, span.start)
         ))
-    }
-
-    fn not_yet<T>(&self, value: &Option<Spanned<T>>, key: &str) -> Result<(), UsageError> {
-        match value {
-            Some(v) => Err(self.err(
-                v.span(),
-                format!(
-                    "`{key}` is recognised but not supported by this version of the local \
-                     gateway yet (edge security comes with issue 5); remove it"
-                ),
-            )),
-            None => Ok(()),
-        }
     }
 
     fn range(
@@ -129,33 +185,38 @@ impl Ctx<'_> {
 }
 
 impl File {
-    pub(super) fn validate(self, text: &str, origin: &str) -> Result<GatewayConfig, UsageError> {
+    pub(super) fn validate(
+        self,
+        text: &str,
+        origin: &str,
+        env: &Environment<'_>,
+    ) -> Result<GatewayConfig, UsageError> {
         let cx = Ctx { text, origin };
         let mut config = GatewayConfig::default();
-        cx.not_yet(&self.authorizers, "[authorizers]")?;
-        cx.not_yet(&self.usage_plans, "[usage_plans]")?;
-        cx.not_yet(&self.tls, "[tls]")?;
-        cx.not_yet(
-            &self.api.api_key_selection_expression,
-            "api.api_key_selection_expression",
-        )?;
         if let Some(expr) = &self.api.route_selection_expression {
             config.route_selection = RouteSelection::parse(expr.get_ref())
                 .map_err(|e| cx.err(expr.span(), format!("route_selection_expression: {e}")))?;
         }
+        if let Some(expr) = &self.api.api_key_selection_expression {
+            config.api_key_source = match expr.get_ref().as_str() {
+                "$request.header.x-api-key" => ApiKeySource::Header,
+                "$context.authorizer.usageIdentifierKey" => ApiKeySource::Authorizer,
+                other => {
+                    return Err(cx.err(
+                        expr.span(),
+                        format!(
+                            "api_key_selection_expression = \"{other}\": use \
+                             \"$request.header.x-api-key\" or \
+                             \"$context.authorizer.usageIdentifierKey\" (API Gateway's two)"
+                        ),
+                    ));
+                }
+            };
+        }
+        let mut stage_sections = Vec::new();
         if let Some(stages) = self.stages {
             config.stages.clear();
             for (name, stage) in stages {
-                let s = stage.get_ref();
-                for (v, key) in [
-                    (&s.throttle, "throttle"),
-                    (&s.ip_allow, "ip_allow"),
-                    (&s.ip_deny, "ip_deny"),
-                    (&s.trusted_proxy, "trusted_proxy"),
-                    (&s.connect_throttle_per_ip, "connect_throttle_per_ip"),
-                ] {
-                    cx.not_yet(v, &format!("stages.{name}.{key}"))?;
-                }
                 let valid = !name.is_empty()
                     && name.len() <= 128
                     && name
@@ -169,7 +230,8 @@ impl File {
                         ),
                     ));
                 }
-                config.stages.push(name);
+                config.stages.push(name.clone());
+                stage_sections.push((name, stage));
             }
             if config.stages.is_empty() {
                 return Err(UsageError(format!(
@@ -177,91 +239,96 @@ impl File {
                 )));
             }
         }
+        for (name, section) in self.authorizers {
+            let settings = validate::authorizer(&cx, env, &name, section)?;
+            config.authorizers.insert(name, settings);
+        }
         if let Some(routes) = self.routes {
             config.routes.clear();
             for spanned in routes {
                 let span = spanned.span();
-                let route = validate_route(&cx, span.clone(), spanned.into_inner())?;
+                let route = validate_route(&cx, &config, span.clone(), spanned.into_inner())?;
                 if config.routes.contains_key(&route.key) {
                     return Err(cx.err(span, format!("route `{}` is defined twice", route.key)));
                 }
                 config.routes.insert(route.key.clone(), route);
             }
         }
-        let l = &self.limits;
-        let defaults = Limits::default();
-        let message_bytes = cx.range(
-            &l.message_bytes,
-            "limits.message_bytes",
-            1,
-            aws_limits::MESSAGE_BYTES as u64,
-            defaults.message_bytes as u64,
-        )?;
-        let frame_bytes = cx.range(
-            &l.frame_bytes,
-            "limits.frame_bytes",
-            1,
-            message_bytes,
-            defaults.frame_bytes.min(message_bytes as usize) as u64,
-        )?;
-        config.limits = Limits {
-            message_bytes: message_bytes as usize,
-            frame_bytes: frame_bytes as usize,
-            idle_timeout: Duration::from_secs(cx.range(
-                &l.idle_timeout_secs,
-                "limits.idle_timeout_secs",
-                1,
-                aws_limits::IDLE_TIMEOUT.as_secs(),
-                aws_limits::IDLE_TIMEOUT.as_secs(),
-            )?),
-            max_connection: Duration::from_secs(cx.range(
-                &l.max_connection_secs,
-                "limits.max_connection_secs",
-                1,
-                aws_limits::MAX_CONNECTION.as_secs(),
-                aws_limits::MAX_CONNECTION.as_secs(),
-            )?),
-            outbound_buffer_frames: cx.range(
-                &l.outbound_buffer_frames,
-                "limits.outbound_buffer_frames",
-                1,
-                65_536,
-                defaults.outbound_buffer_frames as u64,
-            )? as usize,
-        };
-        if let Some(bind) = &self.management.bind {
-            match bind.get_ref().as_str() {
-                "loopback" => {}
-                "any" => {
-                    return Err(cx.err(
-                        bind.span(),
-                        "management.bind = \"any\" needs SigV4 verification of @connections \
-                         callers, which this version does not have yet (issue 5): use \"loopback\"",
-                    ));
-                }
-                other => {
-                    return Err(cx.err(
-                        bind.span(),
-                        format!("management.bind = \"{other}\": use \"loopback\""),
-                    ));
-                }
-            }
+        // Stage settings may name routes, so they come after them.
+        for (name, stage) in stage_sections {
+            let settings = validate::stage(&cx, &config, &name, stage.into_inner())?;
+            config.stage_settings.insert(name, settings);
         }
+        for (name, plan) in self.usage_plans {
+            let plan = validate::usage_plan(&cx, &config, &name, plan)?;
+            config.usage_plans.insert(name, plan);
+        }
+        config.limits = validate_limits(&cx, &self.limits)?;
+        if let Some(tls) = self.tls {
+            config.tls = Some(validate::tls(&cx, env, tls.into_inner())?);
+        }
+        config.management = validate::management(&cx, env, self.management)?;
         Ok(config)
     }
 }
 
-/// One `[[routes]]` entry, checked; the error is the message without the line.
+fn validate_limits(cx: &Ctx<'_>, l: &LimitsSection) -> Result<Limits, UsageError> {
+    let defaults = Limits::default();
+    let message_bytes = cx.range(
+        &l.message_bytes,
+        "limits.message_bytes",
+        1,
+        aws_limits::MESSAGE_BYTES as u64,
+        defaults.message_bytes as u64,
+    )?;
+    let frame_bytes = cx.range(
+        &l.frame_bytes,
+        "limits.frame_bytes",
+        1,
+        message_bytes,
+        defaults.frame_bytes.min(message_bytes as usize) as u64,
+    )?;
+    Ok(Limits {
+        message_bytes: message_bytes as usize,
+        frame_bytes: frame_bytes as usize,
+        idle_timeout: Duration::from_secs(cx.range(
+            &l.idle_timeout_secs,
+            "limits.idle_timeout_secs",
+            1,
+            aws_limits::IDLE_TIMEOUT.as_secs(),
+            aws_limits::IDLE_TIMEOUT.as_secs(),
+        )?),
+        max_connection: Duration::from_secs(cx.range(
+            &l.max_connection_secs,
+            "limits.max_connection_secs",
+            1,
+            aws_limits::MAX_CONNECTION.as_secs(),
+            aws_limits::MAX_CONNECTION.as_secs(),
+        )?),
+        outbound_buffer_frames: cx.range(
+            &l.outbound_buffer_frames,
+            "limits.outbound_buffer_frames",
+            1,
+            65_536,
+            defaults.outbound_buffer_frames as u64,
+        )? as usize,
+        new_connections_per_second: cx.range(
+            &l.new_connections_per_second,
+            "limits.new_connections_per_second",
+            1,
+            1_000_000,
+            u64::from(defaults.new_connections_per_second),
+        )? as u32,
+    })
+}
+
+/// One `[[routes]]` entry, checked.
 fn validate_route(
     cx: &Ctx<'_>,
+    config: &GatewayConfig,
     span: std::ops::Range<usize>,
     r: RouteSection,
 ) -> Result<Route, UsageError> {
-    cx.not_yet(&r.authorizer, "authorizer")?;
-    cx.not_yet(&r.throttle, "throttle")?;
-    if let Some(req) = r.api_key_required.as_ref().filter(|r| *r.get_ref()) {
-        cx.not_yet(&Some(req.clone()), "api_key_required")?;
-    }
     let fail = |msg: String| Err(cx.err(span.clone(), msg));
     let key = r.key;
     if key.is_empty() || key.len() > 128 {
@@ -302,9 +369,52 @@ fn validate_route(
             ));
         }
     }
+    let authorizer = match r.authorizer {
+        None => None,
+        Some(a) if key != "$connect" => {
+            return Err(cx.err(
+                a.span(),
+                format!(
+                    "route `{key}`: authorizers run on $connect only (as on API Gateway); \
+                     later messages carry its answer in requestContext.authorizer"
+                ),
+            ));
+        }
+        Some(a) if !config.authorizers.contains_key(a.get_ref()) => {
+            let known: Vec<&str> = config.authorizers.keys().map(String::as_str).collect();
+            return Err(cx.err(
+                a.span(),
+                format!(
+                    "authorizer `{}` is not defined: add [authorizers.{}]{}",
+                    a.get_ref(),
+                    a.get_ref(),
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or use one of: {}", known.join(", "))
+                    }
+                ),
+            ));
+        }
+        Some(a) => Some(a.into_inner()),
+    };
+    if key == "$disconnect" && (r.api_key_required || r.throttle.is_some()) {
+        return fail(
+            "route `$disconnect` cannot require an API key or be throttled: it runs after \
+             every close, best effort"
+                .into(),
+        );
+    }
+    let throttle = r
+        .throttle
+        .map(|t| validate::throttle(cx, &t, &format!("route `{key}` throttle")))
+        .transpose()?;
     Ok(Route {
         key,
         integration,
         route_response,
+        authorizer,
+        api_key_required: r.api_key_required,
+        throttle,
     })
 }

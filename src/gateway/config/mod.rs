@@ -1,11 +1,9 @@
 //! The gateway's configuration: one TOML file (`--config`) with API Gateway's own
-//! names (`[api]`, `[[routes]]`, `[stages.*]`, `[limits]`, `[management]`), or the
-//! built-in default. Everything is checked here; a mistake is a [`UsageError`]
-//! naming the file, the line and what to write instead.
-//!
-//! The security keys of DESIGN.md (`authorizer`, `api_key_required`, `throttle`,
-//! `[authorizers]`, `[usage_plans]`, `[tls]`, IP rules, `bind = "any"`) are
-//! recognised and refused with a clear message until they are implemented.
+//! names (`[api]`, `[[routes]]`, `[stages.*]`, `[authorizers.*]`,
+//! `[usage_plans.*]`, `[limits]`, `[tls]`, `[management]`), or the built-in
+//! default. Everything is checked here, key files and secrets included; a
+//! mistake is a [`UsageError`] naming the file, the line and what to write
+//! instead.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +15,19 @@ use crate::config::{UsageError, toml_error};
 use crate::handlers::HandlerKind;
 
 mod file;
+mod security;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
+mod validate;
+mod validate_authorizer;
+
+pub use security::{
+    ApiKeySource, AuthorizerSettings, DEFAULT_AUTHORIZER_CACHE_TTL, Environment, KeyHash,
+    Management, ManagementCredentials, Quota, QuotaPeriod, StageSettings, Throttle, TlsSettings,
+    UsagePlan,
+};
 
 use file::File;
 
@@ -37,6 +46,10 @@ pub mod aws_limits {
     pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
     /// Integration timeout range: 50 ms to 29 s (also the default).
     pub const MAX_TIMEOUT: Duration = Duration::from_millis(29_000);
+    /// New connections per second per account and Region: 500.
+    pub const NEW_CONNECTIONS_PER_SECOND: u32 = 500;
+    /// Longest authorizer result cache: 1 hour.
+    pub const MAX_AUTHORIZER_TTL: Duration = Duration::from_secs(3600);
 }
 
 /// The default route keys of a Switchboard API.
@@ -51,8 +64,18 @@ pub struct GatewayConfig {
     pub routes: BTreeMap<String, Route>,
     /// Stage names: the first path segment of the WebSocket URL.
     pub stages: Vec<String>,
+    /// `[stages.NAME]` settings; a stage without an entry has the defaults.
+    pub stage_settings: BTreeMap<String, StageSettings>,
+    /// `[authorizers.NAME]`.
+    pub authorizers: BTreeMap<String, AuthorizerSettings>,
+    /// `[usage_plans.NAME]`.
+    pub usage_plans: BTreeMap<String, UsagePlan>,
+    /// `[api] api_key_selection_expression`.
+    pub api_key_source: ApiKeySource,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[tls]`: serve `wss://` and `https://` only.
+    pub tls: Option<TlsSettings>,
     /// `[management]`.
     pub management: Management,
 }
@@ -67,6 +90,26 @@ pub struct Route {
     /// Whether the integration's response body is sent back to the client
     /// (`route_response_selection_expression = "$default"`).
     pub route_response: bool,
+    /// The authorizer (a name in [`GatewayConfig::authorizers`]); `$connect` only.
+    pub authorizer: Option<String>,
+    /// Whether requests need an API key of a usage plan of the stage.
+    pub api_key_required: bool,
+    /// This route's token bucket, per stage.
+    pub throttle: Option<Throttle>,
+}
+
+impl Route {
+    /// A route with no authorizer, API key or throttle.
+    pub fn new(key: impl Into<String>, integration: Integration, route_response: bool) -> Self {
+        Route {
+            key: key.into(),
+            integration,
+            route_response,
+            authorizer: None,
+            api_key_required: false,
+            throttle: None,
+        }
+    }
 }
 
 /// Per-connection limits.
@@ -83,6 +126,9 @@ pub struct Limits {
     /// Frames queued for a client that does not read before @connections
     /// answers 429 LimitExceededException.
     pub outbound_buffer_frames: usize,
+    /// New connections per second, all stages together (bursts of as many);
+    /// more are refused with 429.
+    pub new_connections_per_second: u32,
 }
 
 impl Default for Limits {
@@ -93,16 +139,9 @@ impl Default for Limits {
             idle_timeout: aws_limits::IDLE_TIMEOUT,
             max_connection: aws_limits::MAX_CONNECTION,
             outbound_buffer_frames: 64,
+            new_connections_per_second: aws_limits::NEW_CONNECTIONS_PER_SECOND,
         }
     }
-}
-
-/// Who may call the @connections API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Management {
-    /// Only clients on a loopback address (the default).
-    #[default]
-    Loopback,
 }
 
 impl Default for GatewayConfig {
@@ -112,14 +151,7 @@ impl Default for GatewayConfig {
         let builtin = |h| Integration::builtin(h);
         let mut routes = BTreeMap::new();
         let mut add = |key: &str, integration, route_response| {
-            routes.insert(
-                key.to_owned(),
-                Route {
-                    key: key.to_owned(),
-                    integration,
-                    route_response,
-                },
-            );
+            routes.insert(key.to_owned(), Route::new(key, integration, route_response));
         };
         add("$connect", builtin(HandlerKind::Connect), false);
         add("$disconnect", builtin(HandlerKind::Disconnect), false);
@@ -133,14 +165,20 @@ impl Default for GatewayConfig {
             route_selection: RouteSelection::parse("$request.body.action").expect("valid"),
             routes,
             stages: vec!["dev".into()],
+            stage_settings: BTreeMap::new(),
+            authorizers: BTreeMap::new(),
+            usage_plans: BTreeMap::new(),
+            api_key_source: ApiKeySource::Header,
             limits: Limits::default(),
+            tls: None,
             management: Management::Loopback,
         }
     }
 }
 
 impl GatewayConfig {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file; relative paths in it start
+    /// at its directory, `env:` secrets come from the process environment.
     pub fn load(path: &Path) -> Result<Self, UsageError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             UsageError(format!(
@@ -148,14 +186,36 @@ impl GatewayConfig {
                 path.display()
             ))
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let env = Environment {
+            base_dir: dir,
+            ..Environment::process()
+        };
+        Self::parse_in(&text, &path.display().to_string(), &env)
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
+    /// Paths are relative to the working directory, `env:` secrets come from
+    /// the process environment.
     pub fn parse(text: &str, origin: &str) -> Result<Self, UsageError> {
+        Self::parse_in(text, origin, &Environment::process())
+    }
+
+    /// Like [`parse`](Self::parse), with files and variables from `env`.
+    pub fn parse_in(text: &str, origin: &str, env: &Environment<'_>) -> Result<Self, UsageError> {
         let file: File = toml::from_str(text)
             .map_err(|e| UsageError(format!("{origin}{}", toml_error(text, &e))))?;
-        file.validate(text, origin)
+        file.validate(text, origin, env)
+    }
+
+    /// The settings of `stage` (the defaults when it has no table).
+    pub fn stage(&self, stage: &str) -> &StageSettings {
+        self.stage_settings
+            .get(stage)
+            .unwrap_or(&security::DEFAULT_STAGE)
     }
 
     /// The custom route keys (not `$connect`, `$disconnect`, `$default`).
