@@ -6,7 +6,10 @@
 pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
+pub mod ledger;
+pub mod process;
 pub mod recorder;
+pub mod stream;
 pub mod ws;
 
 #[cfg(feature = "aws-tests")]
