@@ -43,7 +43,7 @@ pub struct Post {
 #[derive(Default)]
 struct Inner {
     posts: Vec<Post>,
-    /// Distinct (connection id, frame id) pairs accepted.
+    /// Distinct (connection id, frame id) pairs of `message` frames accepted.
     distinct: HashSet<(String, String)>,
     gone: HashSet<String>,
     /// id → remaining 429 answers.
@@ -243,8 +243,8 @@ impl ConnectionsServer {
         }
     }
 
-    /// Distinct (connection, frame id) pairs accepted so far: deliveries
-    /// without redeliveries.
+    /// Distinct (connection, frame id) pairs of `message` frames accepted so
+    /// far: deliveries without redeliveries.
     pub fn distinct(&self) -> usize {
         self.inner.lock().unwrap().distinct.len()
     }
@@ -254,7 +254,7 @@ impl ConnectionsServer {
         self.inner.lock().unwrap().posts.len()
     }
 
-    /// Waits until `n` distinct (connection, frame id) pairs were accepted.
+    /// Waits until `n` distinct (connection, `message` frame id) pairs were accepted.
     pub async fn wait_distinct(&self, n: usize, deadline: Duration) {
         let end = tokio::time::Instant::now() + deadline;
         loop {
@@ -271,10 +271,13 @@ impl ConnectionsServer {
         }
     }
 
-    /// The ids of the frames each connection received, in arrival order.
+    /// The ids of the `message` frames each connection received, in arrival order.
     pub fn received(&self) -> HashMap<String, Vec<String>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for p in &self.inner.lock().unwrap().posts {
+            if p.frame["type"] != "message" {
+                continue;
+            }
             if let Some(id) = p.frame["id"].as_str() {
                 out.entry(p.connection_id.clone())
                     .or_default()
@@ -380,7 +383,9 @@ async fn post_to_connection(
                 .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
             let frame: serde_json::Value =
                 serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            if let Some(frame_id) = frame["id"].as_str() {
+            if let (Some("message"), Some(frame_id)) =
+                (frame["type"].as_str(), frame["id"].as_str())
+            {
                 inner.distinct.insert((id.clone(), frame_id.to_owned()));
             }
             inner.posts.push(Post {

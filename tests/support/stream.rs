@@ -172,3 +172,81 @@ pub async fn seed(
     }
     Seeded { ledger, members }
 }
+
+/// The real worker (`switchboard::app::run_worker`, as `switchboard worker
+/// --data-dir` runs it) on `store`, in this process.
+pub struct InProcessWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<(), switchboard::Error>>,
+    /// Where `/metrics` answers.
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+impl InProcessWorker {
+    /// Starts on the default queue and tables of `store` (on disk), posting to
+    /// `callback`, with 1 s long polls; `extra` flags come last.
+    pub async fn start(store: &EmbeddedStore, callback: &str, extra: &[&str]) -> Self {
+        use clap::Parser;
+        use switchboard::cli::{Cli, Command};
+        let dir = store
+            .path()
+            .and_then(|p| p.parent())
+            .expect("an on-disk store (the worker's --data-dir)")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut argv = vec![
+            "switchboard",
+            "worker",
+            "--data-dir",
+            &dir,
+            "--queue-url",
+            super::process::EMBEDDED_QUEUE,
+            "--callback-url",
+            callback,
+            "--wait-time-seconds",
+            "1",
+        ];
+        argv.extend_from_slice(extra);
+        let Command::Worker(args) = Cli::try_parse_from(argv).expect("valid flags").command else {
+            unreachable!("worker subcommand")
+        };
+        let config = switchboard::config::WorkerConfig::from_args(&args).expect("valid config");
+        let backends = switchboard::app::embedded_backends(store, &config)
+            .await
+            .expect("embedded backends");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(switchboard::app::run_worker(
+            backends,
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        InProcessWorker {
+            stop: Some(tx),
+            join,
+            metrics_addr,
+        }
+    }
+
+    /// One sample (or the sum of a labelled family) of `/metrics`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        super::process::metric(self.metrics_addr, "/metrics", sample).await
+    }
+
+    /// Drains and waits for the worker to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(40), &mut self.join)
+            .await
+            .expect("worker drained within its grace period")
+            .expect("worker task")
+            .expect("worker result");
+    }
+}
