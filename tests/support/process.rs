@@ -305,19 +305,19 @@ pub async fn metric(addr: SocketAddr, path: &str, sample: &str) -> f64 {
     sum_samples(&body, sample)
 }
 
-/// Sum of the samples in `text` whose name and labels start with `prefix`
-/// (`switchboard_delivery_retries_total` sums every `error_type`).
-pub fn sum_samples(text: &str, prefix: &str) -> f64 {
+/// The value of `sample` in Prometheus text: a full sample
+/// (`switchboard_deliveries_total{outcome="ok"}`, labels in the exporter's
+/// alphabetical order), or a metric name, which sums all its labelled samples.
+pub fn sum_samples(text: &str, sample: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
-            let exact = name == prefix;
-            let labelled = name.starts_with(prefix)
-                && (prefix.ends_with('}')
-                    || prefix.ends_with(',')
-                    || name[prefix.len()..].starts_with('{'));
-            (exact || labelled).then(|| value.parse::<f64>().ok())?
+            let family = !sample.contains('{')
+                && name
+                    .strip_prefix(sample)
+                    .is_some_and(|labels| labels.starts_with('{'));
+            (name == sample || family).then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
