@@ -23,8 +23,13 @@ fn arg(args: &[String], i: usize, what: &str) -> usize {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let dir = args.first().expect("usage: seed DIR SESSIONS CONNS MSGS PAYLOAD_BYTES");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let dir = args
+        .first()
+        .expect("usage: seed DIR SESSIONS CONNS MSGS PAYLOAD_BYTES");
     let sessions = arg(&args, 1, "sessions");
     let per_session = arg(&args, 2, "connections per session");
     let messages = arg(&args, 3, "messages per session");

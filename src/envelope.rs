@@ -363,6 +363,28 @@ mod tests {
     }
 
     #[test]
+    fn payload_numbers_pass_through_every_hop_unchanged() {
+        // Found by tests/faults_fuzz.rs: serde_json's default float parsing is
+        // not exact, so these came back one ULP off after each parse.
+        for n in [
+            "-4.5267777168271437e-194",
+            "-1.0703297025684542e-45",
+            "0.1",
+            "1.7976931348623157e308",
+            "5e-324",
+        ] {
+            let body = format!(
+                r#"{{"v":1,"id":"a","action":"x","sessionId":"s","sender":{{"connectionId":"c"}},"receivedAt":1,"payload":{{"n":{n}}}}}"#
+            );
+            let env = Envelope::parse(&body).unwrap();
+            // std's parser rounds correctly.
+            assert_eq!(env.payload["n"].as_f64(), n.parse::<f64>().ok(), "{n}");
+            let again = Envelope::parse(&serde_json::to_string(&env).unwrap()).unwrap();
+            assert_eq!(again, env, "{n}");
+        }
+    }
+
+    #[test]
     fn payload_limit_is_on_the_encoded_size() {
         let at_limit = "x".repeat(MAX_PAYLOAD_BYTES - 2); // plus two quotes
         let over = "x".repeat(MAX_PAYLOAD_BYTES - 1);

@@ -23,6 +23,10 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
     let listener = TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    // The bound address, so that `--metrics-addr 127.0.0.1:0` can be found.
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     match config.data_dir.clone() {
         Some(dir) => {
             let store = EmbeddedStore::open(&dir)

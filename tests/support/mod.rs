@@ -8,8 +8,11 @@ pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
 pub mod jwt;
+pub mod ledger;
+pub mod process;
 pub mod recorder;
 pub mod secure;
+pub mod stream;
 pub mod ws;
 
 #[cfg(feature = "aws-tests")]

@@ -150,3 +150,128 @@ pub async fn whoami(c: &mut Client) -> String {
     send(c, r#"{"action":"whoami"}"#).await;
     next_text(c).await
 }
+
+/// What a [`Member`] received: every JSON frame with its arrival time.
+#[derive(Default)]
+pub struct Inbox {
+    frames: std::sync::Mutex<Vec<(serde_json::Value, tokio::time::Instant)>>,
+    changed: tokio::sync::Notify,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Inbox {
+    /// `payload.text` of every `message` frame, in arrival order.
+    pub fn texts(&self) -> Vec<String> {
+        self.frames
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(f, _)| f["type"] == "message")
+            .filter_map(|(f, _)| f["payload"]["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Every frame so far.
+    pub fn frames(&self) -> Vec<serde_json::Value> {
+        self.frames
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// Whether the connection ended (closed or failed).
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits for the `message` frame whose `payload.text` is `text`; returns
+    /// when it arrived.
+    pub async fn wait_text(&self, text: &str, deadline: Duration) -> tokio::time::Instant {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(at) = self
+                .frames
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(f, _)| f["type"] == "message" && f["payload"]["text"] == text)
+                .map(|(_, at)| *at)
+            {
+                return at;
+            }
+            if self.ended() {
+                panic!("the connection ended before {text} arrived");
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                panic!("no message {text} within {deadline:?}");
+            }
+        }
+    }
+
+    /// Waits until the connection ended.
+    pub async fn wait_ended(&self, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        while !self.ended() {
+            let notified = self.changed.notified();
+            if self.ended() {
+                return;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                panic!("the connection still open after {deadline:?}");
+            }
+        }
+    }
+}
+
+/// A session member that reads every frame in the background (so it never
+/// holds up the gateway) and can send.
+pub struct Member {
+    /// The sending half.
+    pub sink: futures::stream::SplitSink<Client, Message>,
+    /// What it received.
+    pub inbox: std::sync::Arc<Inbox>,
+}
+
+impl Member {
+    /// Connects to `url` and starts reading.
+    pub async fn join(url: &str) -> Self {
+        let (sink, mut stream) = connect(url).await.split();
+        let inbox = std::sync::Arc::new(Inbox::default());
+        let reader = inbox.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Text(t) = m {
+                    if let Ok(v) = serde_json::from_str(&t) {
+                        reader
+                            .frames
+                            .lock()
+                            .unwrap()
+                            .push((v, tokio::time::Instant::now()));
+                        reader.changed.notify_waiters();
+                    }
+                }
+            }
+            reader
+                .ended
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            reader.changed.notify_waiters();
+        });
+        Member { sink, inbox }
+    }
+
+    /// Sends `{"action":"sendMessage","data":{"text":TEXT, ...extra}}`.
+    pub async fn say(&mut self, text: &str, extra: serde_json::Value) {
+        let mut data = serde_json::json!({ "text": text });
+        if let serde_json::Value::Object(more) = extra {
+            data.as_object_mut().unwrap().extend(more);
+        }
+        let frame = serde_json::json!({"action": "sendMessage", "data": data});
+        self.sink
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+}
