@@ -47,6 +47,7 @@ fn stored(session: &str, id: &str, received_at: i64, expires_at: i64) -> StoredM
             user_id: Some("alice".into()),
         },
         received_at,
+        sort_ms: received_at,
         payload: json!({ "text": id, "nested": [1, null, "ü"] }),
         expires_at,
     }

@@ -176,13 +176,33 @@ impl Actions {
             .await;
     }
 
+    /// Stores the message after the session's previous one. A group is handled
+    /// one message at a time in queue order, so the session's newest stored
+    /// message is the previous message of the group, or this very message when
+    /// it is a redelivery. Reading it (one consistent read) keeps the history in
+    /// queue order even for frames received in the same millisecond, and keeps
+    /// the store idempotent, with several workers too.
     async fn store(&self, env: &Envelope) -> Result<(), ActionError> {
+        let newest = self
+            .messages
+            .latest(&env.session_id, 1)
+            .await
+            .map_err(ActionError::backend("store"))?;
+        let sort_ms = match newest.last() {
+            Some(prev) if prev.id == env.id => {
+                tracing::debug!("message already stored (redelivery)");
+                return Ok(());
+            }
+            Some(prev) if prev.sort_ms >= env.received_at => prev.sort_ms + 1,
+            _ => env.received_at,
+        };
         let msg = StoredMessage {
             session_id: env.session_id.clone(),
             id: env.id.clone(),
             action: env.action.clone(),
             sender: env.sender.clone(),
             received_at: env.received_at,
+            sort_ms,
             payload: env.payload.clone(),
             expires_at: env.received_at / 1000 + self.settings.retention.as_secs() as i64,
         };

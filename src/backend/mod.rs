@@ -191,6 +191,10 @@ pub struct StoredMessage {
     pub sender: Sender,
     /// When the gateway received it, epoch ms.
     pub received_at: i64,
+    /// Position in the session's history, epoch ms: `received_at`, or 1 ms after
+    /// the session's previous message when that one sorts at or after it (two
+    /// frames in the same millisecond). Kept in the sort key.
+    pub sort_ms: i64,
     /// Opaque client payload.
     pub payload: Value,
     /// TTL attribute, epoch seconds.
@@ -198,9 +202,15 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// Sort key: zero-padded `receivedAt` ms, `#`, id, so that sort order is time order.
+    /// Sort key: zero-padded sort time (ms), `#`, id, so that sort order is the
+    /// session's message order.
     pub fn sort_key(&self) -> String {
-        format!("{:013}#{}", self.received_at, self.id)
+        format!("{:013}#{}", self.sort_ms, self.id)
+    }
+
+    /// The sort time encoded in a sort key (`None` if it is not one of ours).
+    pub fn sort_ms_of(sort_key: &str) -> Option<i64> {
+        sort_key.split_once('#')?.0.parse().ok()
     }
 }
 
@@ -210,7 +220,8 @@ pub trait Messages: Send + Sync + 'static {
     /// Stores a message unless one with the same key exists. Returns whether it
     /// was written (false: a redelivery of a message already stored).
     async fn put_if_absent(&self, msg: &StoredMessage) -> Result<bool>;
-    /// The newest `limit` messages of a session, returned oldest first.
+    /// The newest `limit` messages of a session, returned oldest first; reads
+    /// the latest writes (strongly consistent).
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>>;
 }
 

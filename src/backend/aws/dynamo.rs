@@ -303,6 +303,10 @@ impl DynamoMessages {
                 user_id: get_s(sender, "userId"),
             },
             received_at: get_n(item, "receivedAt").unwrap_or(0),
+            sort_ms: get_s(item, "sk")
+                .and_then(|sk| StoredMessage::sort_ms_of(&sk))
+                .or_else(|| get_n(item, "receivedAt"))
+                .unwrap_or(0),
             payload: get_s(item, "payload")
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or(serde_json::Value::Null),
@@ -350,6 +354,7 @@ impl Messages for DynamoMessages {
                 .key_condition_expression("sessionId = :s")
                 .expression_attribute_values(":s", s(session_id))
                 .scan_index_forward(false)
+                .consistent_read(true)
                 .limit((limit - out_items.len()) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -291,6 +291,7 @@ fn stored_of(op: &'static str, r: &Row<'_>) -> rusqlite::Result<Result<StoredMes
             action: r.get(2)?,
             sender,
             received_at: r.get(4)?,
+            sort_ms: StoredMessage::sort_ms_of(&r.get::<_, String>(7)?).unwrap_or(r.get(4)?),
             payload,
             expires_at: r.get(6)?,
         }),
@@ -368,7 +369,7 @@ impl Messages for EmbeddedMessages {
             .call(OP, move |sql| {
                 let rows: Vec<Result<StoredMessage>> = sql
                     .prepare_cached(
-                        "SELECT session_id, id, action, sender, received_at, payload, expires_at
+                        "SELECT session_id, id, action, sender, received_at, payload, expires_at, sk
                          FROM stored_messages
                          WHERE tbl = ?1 AND session_id = ?2 AND expires_at >= ?3
                          ORDER BY sk DESC LIMIT ?4",

@@ -1,0 +1,78 @@
+//! The `store` step keeps a session's history in queue order, also for frames
+//! received in the same millisecond (API Gateway's `requestTimeEpoch` has ms
+//! resolution and request ids are random), and stores a redelivery once.
+//! Real embedded tables; the step is run as the worker runs it.
+
+mod support;
+
+use std::sync::Arc;
+
+use switchboard::actions::{ActionSettings, Actions, Fanout, RetryPolicy, Step};
+use switchboard::backend::Messages;
+use switchboard::backend::embedded::EmbeddedStore;
+use switchboard::envelope::Envelope;
+use switchboard::telemetry::Metrics;
+
+fn envelope(id: &str, received_at: i64) -> Envelope {
+    Envelope::parse(
+        &serde_json::json!({
+            "v": 1, "id": id, "action": "sendMessage", "sessionId": "room",
+            "sender": {"connectionId": "c1"}, "receivedAt": received_at,
+            "payload": {"text": id}
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn same_millisecond_messages_keep_queue_order_and_redeliveries_are_stored_once() {
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let messages = Arc::new(store.messages("switchboard-messages"));
+    let push = switchboard::app::local_push().await.push();
+    let metrics = Arc::new(Metrics::new());
+    let fanout = Fanout::new(
+        Arc::new(push),
+        Arc::new(store.connections("switchboard-connections", None)),
+        4,
+        RetryPolicy::default(),
+        metrics,
+    );
+    let actions = Actions::new(messages.clone(), fanout, ActionSettings::default());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Ids chosen so that sorting by id would reverse them.
+    let ids = ["zz", "yy", "xx", "ww"];
+    for id in ids {
+        actions
+            .run(&envelope(id, now), &[Step::Store])
+            .await
+            .unwrap();
+    }
+    // An earlier receivedAt queued later still comes after them.
+    actions
+        .run(&envelope("aa", now - 5), &[Step::Store])
+        .await
+        .unwrap();
+    // A redelivery of the newest message is not stored again.
+    actions
+        .run(&envelope("aa", now - 5), &[Step::Store])
+        .await
+        .unwrap();
+    actions
+        .run(&envelope("later", now + 1000), &[Step::Store])
+        .await
+        .unwrap();
+
+    let history = messages.latest("room", 100).await.unwrap();
+    let got: Vec<&str> = history.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(got, ["zz", "yy", "xx", "ww", "aa", "later"]);
+    let sorts: Vec<i64> = history.iter().map(|m| m.sort_ms).collect();
+    assert_eq!(sorts, [now, now + 1, now + 2, now + 3, now + 4, now + 1000]);
+    assert!(
+        history.iter().take(5).all(|m| m.received_at <= now),
+        "receivedAt itself is kept"
+    );
+}
