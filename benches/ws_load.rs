@@ -1,1 +1,201 @@
-fn main() {}
+//! WebSocket load client for bench/gateway.sh (real tokio-tungstenite clients
+//! against a running `switchboard dev`). Modes:
+//!
+//!   ws_load idle URL N SECONDS          open N connections, print "open N", hold them
+//!   ws_load broadcast URL MEMBERS ROUNDS one sender, MEMBERS receivers in one session:
+//!                                      per-receiver latency of each message (p50/p99)
+//!   ws_load sustained URL CLIENTS SECONDS every client in its own session sends with
+//!                                      up to 8 in flight; messages/s received back
+//!
+//! URL is the stage URL without query, e.g. ws://127.0.0.1:8080/dev. Connections
+//! are spread over source addresses 127.0.0.1–127.0.0.8 so that more than one
+//! ephemeral port range's worth can be opened.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+type Ws = WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect(url: &str, session: &str, n: usize) -> Ws {
+    let rest = url.strip_prefix("ws://").expect("ws:// URL");
+    let (hostport, path) = rest.split_once('/').expect("URL with a stage path");
+    let server: SocketAddr = hostport.parse().expect("IP:PORT in the URL");
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % 8) as u8));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let stream = socket.connect(server).await.expect("TCP connect");
+    let request = format!("ws://{hostport}/{path}?session={session}");
+    let (ws, _) = client_async(request, stream)
+        .await
+        .expect("WebSocket handshake");
+    ws
+}
+
+fn say(session: &str, seq: u64, sent_us: u128) -> Message {
+    Message::text(
+        serde_json::json!({
+            "action": "sendMessage",
+            "data": {"session": session, "seq": seq, "sentUs": sent_us.to_string()}
+        })
+        .to_string(),
+    )
+}
+
+fn micros(start: Instant) -> u128 {
+    start.elapsed().as_micros()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn idle(url: &str, n: usize, seconds: u64) {
+    let mut all = Vec::with_capacity(n);
+    let started = Instant::now();
+    let mut opening = futures::stream::iter(0..n)
+        .map(|i| async move { connect(url, &format!("idle{}", i % 1000), i).await })
+        .buffer_unordered(64);
+    while let Some(ws) = opening.next().await {
+        all.push(ws);
+    }
+    println!(
+        "open {} in {:.1} s",
+        all.len(),
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    println!("closing");
+}
+
+async fn broadcast(url: &str, members: usize, rounds: u64) {
+    let clock = Instant::now();
+    let mut receivers = Vec::new();
+    let mut opening = futures::stream::iter(0..members)
+        .map(|i| async move { connect(url, "bcast", i).await })
+        .buffer_unordered(64);
+    while let Some(ws) = opening.next().await {
+        receivers.push(ws);
+    }
+    let mut sender = connect(url, "bcast", members).await;
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for mut ws in receivers {
+        let lat = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < rounds {
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    break;
+                };
+                let now = micros(clock);
+                let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if f["type"] != "message" {
+                    continue;
+                }
+                let sent: u128 = f["payload"]["sentUs"].as_str().unwrap().parse().unwrap();
+                lat.lock().unwrap().push((now - sent) as f64 / 1000.0);
+                got += 1;
+            }
+        }));
+    }
+    for seq in 0..rounds {
+        sender.send(say("bcast", seq, micros(clock))).await.unwrap();
+        // One message at a time: wait until everyone has it (or 10 s).
+        let want = (members as u64 * (seq + 1)) as usize;
+        let end = Instant::now() + Duration::from_secs(10);
+        while latencies.lock().unwrap().len() < want && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "broadcast members={members} rounds={rounds} received={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        l.len(),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+async fn sustained(url: &str, clients: usize, seconds: u64) {
+    let received = Arc::new(AtomicU64::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let ws = connect(url, &format!("sus{i}"), i).await;
+        let received = received.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let window = Arc::new(tokio::sync::Semaphore::new(8));
+            let w = window.clone();
+            let r = received.clone();
+            let reader = tokio::spawn(async move {
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Message::Text(t) = m {
+                        if t.contains("\"type\":\"message\"") {
+                            r.fetch_add(1, Ordering::Relaxed);
+                            w.add_permits(1);
+                        }
+                    }
+                }
+            });
+            let mut seq = 0;
+            while Instant::now() < stop_at {
+                let Ok(p) = tokio::time::timeout(Duration::from_secs(1), window.acquire()).await
+                else {
+                    continue;
+                };
+                p.expect("semaphore").forget();
+                if tx.send(say("s", seq, 0)).await.is_err() {
+                    break;
+                }
+                seq += 1;
+            }
+            reader.abort();
+        }));
+    }
+    let start = Instant::now();
+    let begin = received.load(Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = received.load(Ordering::Relaxed) - begin;
+    println!(
+        "sustained clients={clients} seconds={:.1} received={n} per_second={:.0}",
+        start.elapsed().as_secs_f64(),
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let num = |i: usize| -> u64 { args[i].parse().expect("a number") };
+    match args.first().map(String::as_str) {
+        Some("idle") => idle(&args[1], num(2) as usize, num(3)).await,
+        Some("broadcast") => broadcast(&args[1], num(2) as usize, num(3)).await,
+        Some("sustained") => sustained(&args[1], num(2) as usize, num(3)).await,
+        _ => {
+            eprintln!("usage: ws_load idle|broadcast|sustained URL N SECONDS|ROUNDS");
+            std::process::exit(2);
+        }
+    }
+}

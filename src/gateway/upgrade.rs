@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::ws::WebSocketUpgrade;
+
+/// Read chunk of each WebSocket (see `read_buffer_size` below).
+const READ_CHUNK: usize = 4 * 1024;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -211,6 +214,10 @@ pub(super) async fn upgrade(
     // Tokens keep `run` from returning before these tasks end.
     let (t_ok, t_failed) = (gw.inner.tasks.token(), gw.inner.tasks.token());
     let mut response = ws
+        // tungstenite allocates its read buffer up front, 128 KiB by default:
+        // most of an idle connection's memory. Messages larger than a chunk
+        // are still read (over several chunks); the limits below still apply.
+        .read_buffer_size(READ_CHUNK)
         .max_message_size(limits.message_bytes)
         .max_frame_size(limits.frame_bytes)
         .on_failed_upgrade(move |e| {

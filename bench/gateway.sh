@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The local gateway inside the release `switchboard dev --ephemeral`, driven by
+# real WebSocket clients (`cargo bench --bench ws_load`):
+#   - idle connections held (10,000 and as many as this machine's open-file
+#     limit allows) and the dev process's memory per connection,
+#   - one message broadcast to 1,000 members of a session, end to end (client
+#     send → every member received), p50/p99 over 50 messages,
+#   - sustained messages/s from 100 clients (each in its own session, up to 8
+#     messages in flight, every message echoed back through queue and worker).
+#
+#   bench/gateway.sh [--record]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+RECORD=0
+[ "${1:-}" = "--record" ] && RECORD=1
+echo "==> cargo build --release (dev and bench tools)"
+cargo build --release --quiet --bin switchboard --benches
+LOAD=(cargo bench --quiet --bench ws_load --)
+WORK=$(mktemp -d)
+DEV_PID=""
+cleanup() { [ -n "$DEV_PID" ] && kill "$DEV_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start_dev() {
+  PORT=$(free_port)
+  SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev --ephemeral \
+    --config bench/gateway.toml --listen "127.0.0.1:$PORT" >"$WORK/dev.out" 2>"$WORK/dev.log" &
+  DEV_PID=$!
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0; sleep 0.1; done
+  echo "dev did not come up" >&2; return 1
+}
+stop_dev() { kill -TERM "$DEV_PID"; wait "$DEV_PID" || true; DEV_PID=""; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$DEV_PID/status"; }
+
+LIMIT=$(ulimit -n)
+MAX_IDLE=$((LIMIT - 500))
+ROWS=()
+for N in 10000 "$MAX_IDLE"; do
+  start_dev
+  BEFORE=$(rss_kb)
+  "${LOAD[@]}" idle "ws://127.0.0.1:$PORT/dev" "$N" 600 >"$WORK/idle.out" 2>&1 &
+  LOAD_PID=$!
+  for _ in $(seq 1 1200); do grep -q '^open' "$WORK/idle.out" && break; sleep 0.1; done
+  grep '^open' "$WORK/idle.out" || { cat "$WORK/idle.out"; exit 1; }
+  sleep 2   # let the server settle after the last handshake
+  AFTER=$(rss_kb)
+  kill "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true
+  PER=$(echo "($AFTER - $BEFORE) / $N" | bc -l)
+  printf 'idle %6d connections: dev RSS %.1f → %.1f MiB, %.1f KiB per connection\n' "$N" \
+    "$(echo "$BEFORE/1024" | bc -l)" "$(echo "$AFTER/1024" | bc -l)" "$PER"
+  ROWS+=("$(printf '| %s | %s | idle connections | %d held, %.1f KiB each (RSS %.0f → %.0f MiB) |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$N" "$PER" "$(echo "$BEFORE/1024" | bc -l)" "$(echo "$AFTER/1024" | bc -l)")")
+  stop_dev
+done
+
+start_dev
+B=$("${LOAD[@]}" broadcast "ws://127.0.0.1:$PORT/dev" 1000 50 | tail -1)
+echo "$B"
+ROWS+=("$(printf '| %s | %s | broadcast to 1,000 members | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$B")")
+stop_dev
+
+start_dev
+S=$("${LOAD[@]}" sustained "ws://127.0.0.1:$PORT/dev" 100 10 | tail -1)
+echo "$S"
+ROWS+=("$(printf '| %s | %s | sustained, 100 clients | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$S")")
+stop_dev
+
+if [ "$RECORD" = 1 ]; then
+  printf '%s\n' "${ROWS[@]}" >"$WORK/rows"
+  python3 - "$WORK/rows" <<'PY'
+import sys
+rows = open(sys.argv[1]).read()
+p = "docs/benchmarks.md"
+s = open(p).read()
+marker = "<!-- gateway rows -->"
+s = s.replace(marker, rows.rstrip("\n") + "\n" + marker)
+open(p, "w").write(s)
+PY
+  echo "recorded in docs/benchmarks.md"
+fi
+echo "machine: $(machine); open-file limit $LIMIT"
