@@ -37,13 +37,7 @@ printf 'release binary: %.1f MiB\n' "$(echo "$SIZE / 1048576" | bc -l)"
 if [ "${1:-}" = "--record" ]; then
   ROW=$(printf '| %s | %s | start to first poll (embedded store) median %d ms, max %d ms; release binary %.1f MiB | `bench/coldstart.sh` |' \
     "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$MEDIAN" "$MAX" "$(echo "$SIZE / 1048576" | bc -l)")
-  python3 - "$ROW" <<'PY'
-import sys
-p = "docs/benchmarks.md"
-s = open(p).read()
-s = s.replace("<!-- coldstart rows -->", sys.argv[1] + "\n<!-- coldstart rows -->")
-open(p, "w").write(s)
-PY
-  echo "recorded in docs/benchmarks.md"
+  printf '%s\n' "$ROW" >"$WORK/rows"
+  record_rows "$WORK/rows" "coldstart rows"
 fi
 echo "machine: $(machine)"

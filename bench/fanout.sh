@@ -65,15 +65,6 @@ for N in "${SIZES[@]}"; do
   fi
 done
 if [ "$RECORD" = 1 ]; then
-  python3 - "$WORK/rows" <<'PY'
-import sys
-rows = open(sys.argv[1]).read()
-p = "docs/benchmarks.md"
-s = open(p).read()
-marker = "<!-- fanout rows -->"
-s = s.replace(marker, rows.rstrip("\n") + "\n" + marker)
-open(p, "w").write(s)
-PY
-  echo "recorded in docs/benchmarks.md"
+  record_rows "$WORK/rows" "fanout rows"
 fi
 echo "machine: $(machine)"

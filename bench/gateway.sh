@@ -67,15 +67,6 @@ stop_dev
 
 if [ "$RECORD" = 1 ]; then
   printf '%s\n' "${ROWS[@]}" >"$WORK/rows"
-  python3 - "$WORK/rows" <<'PY'
-import sys
-rows = open(sys.argv[1]).read()
-p = "docs/benchmarks.md"
-s = open(p).read()
-marker = "<!-- gateway rows -->"
-s = s.replace(marker, rows.rstrip("\n") + "\n" + marker)
-open(p, "w").write(s)
-PY
-  echo "recorded in docs/benchmarks.md"
+  record_rows "$WORK/rows" "gateway rows"
 fi
 echo "machine: $(machine); open-file limit $LIMIT"

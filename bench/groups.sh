@@ -70,15 +70,6 @@ PY
   fi
 done
 if [ "$RECORD" = 1 ]; then
-  python3 - "$WORK/rows" <<'PY'
-import sys
-rows = open(sys.argv[1]).read()
-p = "docs/benchmarks.md"
-s = open(p).read()
-marker = "<!-- groups rows -->"
-s = s.replace(marker, rows.rstrip("\n") + "\n" + marker)
-open(p, "w").write(s)
-PY
-  echo "recorded in docs/benchmarks.md"
+  record_rows "$WORK/rows" "groups rows"
 fi
 echo "machine: $(machine)"

@@ -93,3 +93,17 @@ PY
 machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 }
+
+# record_rows FILE MARKER: inserts FILE's table rows into docs/benchmarks.md
+# before the `<!-- MARKER -->` comment of their table.
+record_rows() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+rows, marker = open(sys.argv[1]).read(), "<!-- %s -->" % sys.argv[2]
+p = "docs/benchmarks.md"
+s = open(p).read()
+assert marker in s, "no %s in %s" % (marker, p)
+open(p, "w").write(s.replace(marker, rows.rstrip("\n") + "\n" + marker))
+PY
+  echo "recorded in docs/benchmarks.md"
+}

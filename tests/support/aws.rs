@@ -143,35 +143,11 @@ impl RunningWorker {
     /// The value of one sample of `/metrics`, e.g.
     /// `switchboard_deliveries_total{outcome="ok"}`; 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let (_, body) = self.http_get("/metrics").await;
-        body.lines()
-            .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        super::process::metric(self.metrics_addr, "/metrics", sample).await
     }
 }
 
-/// Minimal HTTP/1.1 GET over a fresh TCP connection.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+pub use super::process::http_get;
 
 /// The worker's configuration from real command-line flags: the stack's queue
 /// and tables, `callback_url`, 1 s long polls, one poller (see below), plus
