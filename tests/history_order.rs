@@ -1,15 +1,17 @@
 //! The `store` step keeps a session's history in queue order, also for frames
 //! received in the same millisecond (API Gateway's `requestTimeEpoch` has ms
-//! resolution and request ids are random), and stores a redelivery once.
-//! Real embedded tables; the step is run as the worker runs it.
+//! resolution and request ids are random), and stores a redelivery once, also
+//! when a crash hands back several stored messages of the group at once.
+//! Real embedded tables and DynamoDB on moto; the step is run as the worker
+//! runs it.
 
 mod support;
 
 use std::sync::Arc;
 
 use switchboard::actions::{ActionSettings, Actions, Fanout, RetryPolicy, Step};
-use switchboard::backend::Messages;
 use switchboard::backend::embedded::EmbeddedStore;
+use switchboard::backend::{Connections, Messages};
 use switchboard::envelope::Envelope;
 use switchboard::telemetry::Metrics;
 
@@ -28,12 +30,33 @@ fn envelope(id: &str, received_at: i64) -> Envelope {
 #[tokio::test]
 async fn same_millisecond_messages_keep_queue_order_and_redeliveries_are_stored_once() {
     let store = EmbeddedStore::in_memory().await.unwrap();
-    let messages = Arc::new(store.messages("switchboard-messages"));
+    check_history(
+        Arc::new(store.messages("switchboard-messages")),
+        Arc::new(store.connections("switchboard-connections", None)),
+    )
+    .await;
+}
+
+/// The same on DynamoDB (moto): the range read of the keys is a Query on the
+/// sort key.
+#[cfg(feature = "aws-tests")]
+#[tokio::test]
+async fn same_on_dynamodb() {
+    let backend = support::aws::backend().await;
+    let stack = support::aws::migrated_stack(&backend, "history").await;
+    check_history(
+        Arc::new(backend.messages(&stack.names.messages_table)),
+        Arc::new(backend.connections(&stack.names.connections_table, None)),
+    )
+    .await;
+}
+
+async fn check_history(messages: Arc<dyn Messages>, connections: Arc<dyn Connections>) {
     let push = switchboard::app::local_push().await.push();
     let metrics = Arc::new(Metrics::new());
     let fanout = Fanout::new(
         Arc::new(push),
-        Arc::new(store.connections("switchboard-connections", None)),
+        connections,
         4,
         RetryPolicy::default(),
         metrics,
@@ -57,6 +80,22 @@ async fn same_millisecond_messages_keep_queue_order_and_redeliveries_are_stored_
         .await
         .unwrap();
     // A redelivery of the newest message is not stored again.
+    actions
+        .run(&envelope("aa", now - 5), &[Step::Store])
+        .await
+        .unwrap();
+    actions
+        .run(&envelope("later", now + 1000), &[Step::Store])
+        .await
+        .unwrap();
+    // A crash between storing and deleting hands back several finished
+    // messages of the group at once, older ones first: none is stored again.
+    for id in ["xx", "ww"] {
+        actions
+            .run(&envelope(id, now), &[Step::Store])
+            .await
+            .unwrap();
+    }
     actions
         .run(&envelope("aa", now - 5), &[Step::Store])
         .await

@@ -177,25 +177,27 @@ impl Actions {
     }
 
     /// Stores the message after the session's previous one. A group is handled
-    /// one message at a time in queue order, so the session's newest stored
-    /// message is the previous message of the group, or this very message when
-    /// it is a redelivery. Reading it (one consistent read) keeps the history in
-    /// queue order even for frames received in the same millisecond, and keeps
-    /// the store idempotent, with several workers too.
+    /// one message at a time in queue order, so every message already stored
+    /// at or after this one's `received_at` came before it in the queue, or is
+    /// this very message (a redelivery: a crash between storing and deleting
+    /// can hand back several finished messages of a group at once). One
+    /// consistent range read of those keys finds a redelivery by id and places
+    /// a new message after all of them, so the history keeps queue order even
+    /// for frames received in the same millisecond, with several workers too.
     async fn store(&self, env: &Envelope) -> Result<(), ActionError> {
-        let newest = self
+        let later = self
             .messages
-            .latest(&env.session_id, 1)
+            .keys_since(&env.session_id, env.received_at)
             .await
             .map_err(ActionError::backend("store"))?;
-        let sort_ms = match newest.last() {
-            Some(prev) if prev.id == env.id => {
-                tracing::debug!("message already stored (redelivery)");
-                return Ok(());
-            }
-            Some(prev) if prev.sort_ms >= env.received_at => prev.sort_ms + 1,
-            _ => env.received_at,
-        };
+        if later.iter().any(|k| k.id == env.id) {
+            tracing::debug!("message already stored (redelivery)");
+            return Ok(());
+        }
+        let sort_ms = later
+            .iter()
+            .map(|k| k.sort_ms + 1)
+            .fold(env.received_at, i64::max);
         let msg = StoredMessage {
             session_id: env.session_id.clone(),
             id: env.id.clone(),

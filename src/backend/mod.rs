@@ -223,6 +223,31 @@ pub trait Messages: Send + Sync + 'static {
     /// The newest `limit` messages of a session, returned oldest first; reads
     /// the latest writes (strongly consistent).
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>>;
+    /// The keys of every message of a session that sorts at or after
+    /// `from_ms` (expired or not), in sort order; reads the latest writes
+    /// (strongly consistent). The store step uses it to find a redelivered
+    /// message and the position of a new one.
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>>;
+}
+
+/// Where a stored message sits in its session's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Message id.
+    pub id: String,
+    /// Its sort time (see [`StoredMessage::sort_ms`]).
+    pub sort_ms: i64,
+}
+
+impl StoredKey {
+    /// The key encoded in a sort key (`None` if it is not one of ours).
+    pub fn of_sort_key(sort_key: &str) -> Option<StoredKey> {
+        let (ms, id) = sort_key.split_once('#')?;
+        Some(StoredKey {
+            id: id.to_owned(),
+            sort_ms: ms.parse().ok()?,
+        })
+    }
 }
 
 /// The @connections transport: posts one frame to one connection.

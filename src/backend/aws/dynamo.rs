@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::classify;
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredMessage,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredKey,
+    StoredMessage,
 };
 use crate::envelope::Sender;
 
@@ -374,5 +375,40 @@ impl Messages for DynamoMessages {
         out_items.truncate(limit);
         out_items.reverse();
         Ok(out_items)
+    }
+
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>> {
+        const OP: &str = "dynamodb.Query(messages keys)";
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("sessionId = :s AND sk >= :from")
+                .expression_attribute_values(":s", s(session_id))
+                .expression_attribute_values(":from", s(format!("{from_ms:013}")))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in out.items() {
+                let key = get_s(item, "sk")
+                    .as_deref()
+                    .and_then(StoredKey::of_sort_key)
+                    .ok_or_else(|| {
+                        BackendError::new(ErrorKind::Other, OP, "an item without a valid sk")
+                    })?;
+                keys.push(key);
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        Ok(keys)
     }
 }

@@ -9,7 +9,8 @@ use rusqlite::{Connection as Sql, OptionalExtension, Row, params};
 
 use super::db::{Db, sql_error};
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredMessage,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredKey,
+    StoredMessage,
 };
 use crate::envelope::Sender;
 
@@ -353,6 +354,37 @@ impl Messages for EmbeddedMessages {
                 })
                 .map(|n| n == 1)
                 .map_err(|e| sql_error(OP, e))
+            })
+            .await
+    }
+
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>> {
+        const OP: &str = "embedded.Query(messages keys)";
+        let (table, session, from) = (
+            self.table.clone(),
+            session_id.to_owned(),
+            format!("{from_ms:013}"),
+        );
+        self.db
+            .call(OP, move |sql| {
+                let sks: Vec<String> = sql
+                    .prepare_cached(
+                        "SELECT sk FROM stored_messages
+                         WHERE tbl = ?1 AND session_id = ?2 AND sk >= ?3
+                         ORDER BY sk",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![table, session, from], |r| r.get(0))?
+                            .collect()
+                    })
+                    .map_err(|e| sql_error(OP, e))?;
+                sks.iter()
+                    .map(|sk| {
+                        StoredKey::of_sort_key(sk).ok_or_else(|| {
+                            BackendError::new(ErrorKind::Other, OP, "an item without a valid sk")
+                        })
+                    })
+                    .collect()
             })
             .await
     }
