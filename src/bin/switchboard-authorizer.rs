@@ -15,5 +15,7 @@ async fn main() -> ExitCode {
         Ok(authorizer) => authorizer,
         Err(code) => return code,
     };
-    lambda::exit(lambda_runtime::run(service_fn(|event| lambda::authorizer(&authorizer, event))).await)
+    lambda::exit(
+        lambda_runtime::run(service_fn(|event| lambda::authorizer(&authorizer, event))).await,
+    )
 }

@@ -15,5 +15,7 @@ async fn main() -> ExitCode {
         Ok(handlers) => handlers,
         Err(code) => return code,
     };
-    lambda::exit(lambda_runtime::run(service_fn(|event| lambda::disconnect(&handlers, event))).await)
+    lambda::exit(
+        lambda_runtime::run(service_fn(|event| lambda::disconnect(&handlers, event))).await,
+    )
 }

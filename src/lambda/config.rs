@@ -153,9 +153,10 @@ impl LambdaEnv {
     /// The process environment (variables that are not UTF-8 are skipped:
     /// none of ours can be).
     pub fn process() -> Self {
-        Self::from_pairs(std::env::vars_os().filter_map(|(k, v)| {
-            Some((k.into_string().ok()?, v.into_string().ok()?))
-        }))
+        Self::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     /// An environment from name/value pairs (tests, the template check).
@@ -439,7 +440,11 @@ fn jwks(value: &str, algorithms: &[Algorithm]) -> Result<JwksSource, String> {
     let text = std::fs::read_to_string(value)
         .map_err(|e| format!("cannot read {value}: {e}: give a JWKS file or an https:// URL"))?;
     let set = JwksSource::parse_document(&text).map_err(|e| format!("{value}: {e}"))?;
-    let asymmetric: Vec<Algorithm> = algorithms.iter().copied().filter(|a| !is_hmac(*a)).collect();
+    let asymmetric: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| !is_hmac(*a))
+        .collect();
     if !asymmetric.iter().any(|a| jwks_has_key_for(&set, *a)) {
         return Err(format!(
             "{value} has no key for {asymmetric:?}: check `kty`, `crv`, `alg` and `use` of its keys"

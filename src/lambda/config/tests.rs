@@ -2,7 +2,8 @@ use super::*;
 use crate::handlers::authorizer::test_jwt::Issuer;
 
 const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/switchboard-inbound.fifo";
-const JWKS_URL: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X/.well-known/jwks.json";
+const JWKS_URL: &str =
+    "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X/.well-known/jwks.json";
 
 fn env(pairs: &[(&str, &str)]) -> LambdaEnv {
     LambdaEnv::from_pairs(pairs.iter().copied())
@@ -67,7 +68,10 @@ fn edge_functions_read_their_table_and_queue() {
     assert_eq!(c.connections_table.as_deref(), Some("app-connections"));
     let c = edge(Function::Default, &[]).unwrap();
     assert_eq!(c.connections_table, None);
-    assert_eq!(c.settings.known_actions, ["sendMessage", "history", "direct"]);
+    assert_eq!(
+        c.settings.known_actions,
+        ["sendMessage", "history", "direct"]
+    );
     let c = edge(Function::Default, &[(ACTIONS, " sendMessage , typing,,")]).unwrap();
     assert_eq!(c.settings.known_actions, ["sendMessage", "typing"]);
 }
@@ -93,7 +97,11 @@ fn the_send_function_needs_a_fifo_queue_url() {
 fn unknown_switchboard_variables_are_errors_and_others_are_ignored() {
     let e = edge(
         Function::Connect,
-        &[(QUEUE_URL, QUEUE), ("PATH", "/usr/bin"), ("AWS_REGION", "eu-west-1")],
+        &[
+            (QUEUE_URL, QUEUE),
+            ("PATH", "/usr/bin"),
+            ("AWS_REGION", "eu-west-1"),
+        ],
     )
     .unwrap_err();
     assert!(
@@ -126,7 +134,10 @@ fn default_rejects_route_keys_that_are_not_custom() {
 fn an_rs256_authorizer_from_the_template_variables() {
     let mut pairs = RS256.to_vec();
     pairs.extend([
-        (auth::ISSUER, "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X"),
+        (
+            auth::ISSUER,
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X",
+        ),
         (auth::AUDIENCE, "client-a, client-b"),
         (auth::TOKEN_USE, "id"),
         (auth::ALLOWED_GROUPS, "players,admins"),
@@ -138,10 +149,7 @@ fn an_rs256_authorizer_from_the_template_variables() {
         (LOG_FORMAT, "json"),
     ]);
     let c = auth(&pairs).unwrap();
-    assert_eq!(
-        c.identity_sources,
-        [IdentitySource::Query("token".into())]
-    );
+    assert_eq!(c.identity_sources, [IdentitySource::Query("token".into())]);
     assert_eq!(c.algorithms, [Algorithm::RS256]);
     assert!(matches!(&c.jwks, Some(JwksSource::Url(u)) if u.to_string() == JWKS_URL));
     assert_eq!(c.secret, None);
@@ -188,18 +196,72 @@ fn authorizer_mistakes_are_refused_with_the_variable_named() {
     let short = "s".repeat(MIN_SECRET_BYTES - 1);
     let src = (auth::IDENTITY_SOURCES, "route.request.querystring.token");
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (vec![(auth::ALGORITHMS, "RS256"), (auth::JWKS, JWKS_URL)], "SWITCHBOARD_AUTH_IDENTITY_SOURCES: not set"),
-        (vec![(auth::IDENTITY_SOURCES, "query.token"), (auth::ALGORITHMS, "RS256"), (auth::JWKS, JWKS_URL)], "SWITCHBOARD_AUTH_IDENTITY_SOURCES: identity source `query.token`"),
-        (vec![src, (auth::JWKS, JWKS_URL)], "SWITCHBOARD_AUTH_ALGORITHMS: not set"),
-        (vec![src, (auth::ALGORITHMS, "none")], "`none` is never accepted"),
-        (vec![src, (auth::ALGORITHMS, "RS257"), (auth::JWKS, JWKS_URL)], "unknown algorithm `RS257`: use HS256"),
-        (vec![src, (auth::ALGORITHMS, "HS256")], "SWITCHBOARD_AUTH_SECRET: not set"),
-        (vec![src, (auth::ALGORITHMS, "HS256"), (auth::SECRET, &short)], "the secret is 31 bytes"),
-        (vec![src, (auth::ALGORITHMS, "RS256"), (auth::JWKS, JWKS_URL), (auth::SECRET, &secret)], "SWITCHBOARD_AUTH_SECRET: no HS algorithm"),
-        (vec![src, (auth::ALGORITHMS, "RS256")], "SWITCHBOARD_AUTH_JWKS: not set"),
-        (vec![src, (auth::ALGORITHMS, "HS256"), (auth::SECRET, &secret), (auth::JWKS, JWKS_URL)], "SWITCHBOARD_AUTH_JWKS: no RS/PS/ES algorithm"),
-        (vec![src, (auth::ALGORITHMS, "RS256"), (auth::JWKS, "https://")], "is not a URL"),
-        (vec![src, (auth::ALGORITHMS, "RS256"), (auth::JWKS, "/nonexistent/jwks.json")], "cannot read /nonexistent/jwks.json"),
+        (
+            vec![(auth::ALGORITHMS, "RS256"), (auth::JWKS, JWKS_URL)],
+            "SWITCHBOARD_AUTH_IDENTITY_SOURCES: not set",
+        ),
+        (
+            vec![
+                (auth::IDENTITY_SOURCES, "query.token"),
+                (auth::ALGORITHMS, "RS256"),
+                (auth::JWKS, JWKS_URL),
+            ],
+            "SWITCHBOARD_AUTH_IDENTITY_SOURCES: identity source `query.token`",
+        ),
+        (
+            vec![src, (auth::JWKS, JWKS_URL)],
+            "SWITCHBOARD_AUTH_ALGORITHMS: not set",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "none")],
+            "`none` is never accepted",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "RS257"), (auth::JWKS, JWKS_URL)],
+            "unknown algorithm `RS257`: use HS256",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "HS256")],
+            "SWITCHBOARD_AUTH_SECRET: not set",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "HS256"), (auth::SECRET, &short)],
+            "the secret is 31 bytes",
+        ),
+        (
+            vec![
+                src,
+                (auth::ALGORITHMS, "RS256"),
+                (auth::JWKS, JWKS_URL),
+                (auth::SECRET, &secret),
+            ],
+            "SWITCHBOARD_AUTH_SECRET: no HS algorithm",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "RS256")],
+            "SWITCHBOARD_AUTH_JWKS: not set",
+        ),
+        (
+            vec![
+                src,
+                (auth::ALGORITHMS, "HS256"),
+                (auth::SECRET, &secret),
+                (auth::JWKS, JWKS_URL),
+            ],
+            "SWITCHBOARD_AUTH_JWKS: no RS/PS/ES algorithm",
+        ),
+        (
+            vec![src, (auth::ALGORITHMS, "RS256"), (auth::JWKS, "https://")],
+            "is not a URL",
+        ),
+        (
+            vec![
+                src,
+                (auth::ALGORITHMS, "RS256"),
+                (auth::JWKS, "/nonexistent/jwks.json"),
+            ],
+            "cannot read /nonexistent/jwks.json",
+        ),
     ];
     for (pairs, expected) in cases {
         let e = auth(&pairs).unwrap_err();
@@ -227,7 +289,12 @@ fn a_jwks_file_is_read_and_checked_at_start() {
     )
     .unwrap();
     let src = (auth::IDENTITY_SOURCES, "route.request.querystring.token");
-    let c = auth(&[src, (auth::ALGORITHMS, "ES256"), (auth::JWKS, good.to_str().unwrap())]).unwrap();
+    let c = auth(&[
+        src,
+        (auth::ALGORITHMS, "ES256"),
+        (auth::JWKS, good.to_str().unwrap()),
+    ])
+    .unwrap();
     assert!(matches!(c.jwks, Some(JwksSource::Keys(ref set)) if set.keys.len() == 2));
     let e = auth(&[
         src,
