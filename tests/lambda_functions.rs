@@ -29,7 +29,7 @@ fn invocation<T: serde::de::DeserializeOwned>(event: &Value) -> LambdaEvent<T> {
 fn authorizer_from(pairs: &[(&str, &str)]) -> Authorizer {
     let env = LambdaEnv::from_pairs(pairs.iter().copied());
     match FunctionConfig::from_env(Function::Authorizer, &env).expect("valid configuration") {
-        FunctionConfig::Authorizer(c) => Authorizer::new(c),
+        FunctionConfig::Authorizer(c) => Authorizer::new(*c),
         other => panic!("{other:?}"),
     }
 }

@@ -15,11 +15,11 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::iam::IamPolicyEffect;
 use serde_json::{Map, Value, json};
+use support::jwt::{self, SECRET};
 use switchboard::handlers::authorizer::{
     Authorizer, AuthorizerConfig, AuthorizerEvent, IdentitySource, Secret,
 };
 use switchboard::handlers::{EventType, ProxyResponse, WebSocketEvent};
-use support::jwt::{self, SECRET};
 
 const FIXTURES: [(&str, &str); 4] = [
     (
@@ -93,9 +93,11 @@ fn every_websocket_fixture_reads_the_same_through_aws_types() {
         let ours: WebSocketEvent = serde_json::from_str(json).unwrap();
         assert_same_event(name, &serde_json::to_string(&ours).unwrap());
     }
-    let connect: ApiGatewayWebsocketProxyRequest =
-        serde_json::from_str(FIXTURES[0].1).unwrap();
-    assert_eq!(connect.query_string_parameters.first("session"), Some("room1"));
+    let connect: ApiGatewayWebsocketProxyRequest = serde_json::from_str(FIXTURES[0].1).unwrap();
+    assert_eq!(
+        connect.query_string_parameters.first("session"),
+        Some("room1")
+    );
 }
 
 #[test]
@@ -139,7 +141,10 @@ async fn authorizer_events_and_answers_read_the_same_through_aws_types() {
     let ours: AuthorizerEvent = serde_json::from_str(&text).unwrap();
     let aws: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_str(&text).unwrap();
     assert_eq!(aws.method_arn.as_ref(), Some(&ours.method_arn));
-    assert_eq!(aws.query_string_parameters.first("token"), ours.query("token"));
+    assert_eq!(
+        aws.query_string_parameters.first("token"),
+        ours.query("token")
+    );
     assert_eq!(
         aws.headers
             .get("authorization")
@@ -166,7 +171,7 @@ async fn authorizer_events_and_answers_read_the_same_through_aws_types() {
         assert_eq!(statement.action, ["execute-api:Invoke"]);
         // AWS's type defaults a missing Effect to Allow: Deny proves ours is read.
         assert_eq!(statement.effect, effect);
-        assert_eq!(statement.resource, [ours.method_arn.clone()]);
+        assert_eq!(statement.resource, std::slice::from_ref(&ours.method_arn));
         assert_eq!(statement.condition, None);
         assert_eq!(
             Value::Object(aws.context),

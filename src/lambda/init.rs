@@ -95,7 +95,7 @@ pub async fn init_authorizer() -> Result<Authorizer, ExitCode> {
         issuer = config.issuer.as_deref(),
         "ready"
     );
-    Ok(Authorizer::new(config))
+    Ok(Authorizer::new(*config))
 }
 
 /// The exit code for the end of `lambda_runtime::run` (it returns only when

@@ -1,5 +1,8 @@
+use jsonwebtoken::Algorithm;
+
 use super::*;
 use crate::handlers::authorizer::test_jwt::Issuer;
+use crate::handlers::authorizer::{ClaimNames, IdentitySource, JwksSource, MIN_SECRET_BYTES};
 
 const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/switchboard-inbound.fifo";
 const JWKS_URL: &str =
@@ -19,7 +22,7 @@ fn edge(function: Function, pairs: &[(&str, &str)]) -> Result<EdgeConfig, String
 
 fn auth(pairs: &[(&str, &str)]) -> Result<AuthorizerConfig, String> {
     match FunctionConfig::from_env(Function::Authorizer, &env(pairs)) {
-        Ok(FunctionConfig::Authorizer(c)) => Ok(c),
+        Ok(FunctionConfig::Authorizer(c)) => Ok(*c),
         Ok(other) => panic!("not an authorizer config: {other:?}"),
         Err(e) => Err(e.0),
     }
@@ -151,7 +154,7 @@ fn an_rs256_authorizer_from_the_template_variables() {
     let c = auth(&pairs).unwrap();
     assert_eq!(c.identity_sources, [IdentitySource::Query("token".into())]);
     assert_eq!(c.algorithms, [Algorithm::RS256]);
-    assert!(matches!(&c.jwks, Some(JwksSource::Url(u)) if u.to_string() == JWKS_URL));
+    assert!(matches!(&c.jwks, Some(JwksSource::Url(u)) if *u == JWKS_URL));
     assert_eq!(c.secret, None);
     assert_eq!(
         c.issuer.as_deref(),
