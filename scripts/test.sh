@@ -4,9 +4,9 @@
 #     deployment-file linters (scripts/lint-requirements.txt) into .venv-test,
 #  2. starts moto_server on a free 127.0.0.1 port,
 #  3. installs Debian's chromium (pinned major version) for the demo-page test,
-#  4. checks formatting and clippy, runs `cargo test` with the AWS and browser
-#     tests on (features aws-tests, browser-tests; SWITCHBOARD_TEST_AWS_ENDPOINT)
-#     and plain `cargo test`,
+#  4. checks formatting and clippy, runs `cargo test` with the AWS, browser
+#     and Lambda tests on (features aws-tests, browser-tests, lambda;
+#     SWITCHBOARD_TEST_AWS_ENDPOINT) and plain `cargo test`,
 #  5. stops moto (also on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --features aws-tests,browser-tests -- -D warnings
+cargo clippy --all-targets --features aws-tests,browser-tests,lambda -- -D warnings
 
 step "cfn-lint deploy/template.json"
 "$VENV/bin/cfn-lint" --regions us-east-1 eu-west-1 --include-checks I -- deploy/template.json
@@ -53,10 +53,10 @@ step "cfn-lint deploy/template.json"
 step "hadolint Dockerfile"
 "$VENV/bin/hadolint" Dockerfile
 
-step "cargo test --features aws-tests,browser-tests (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
-cargo test --features aws-tests,browser-tests
+step "cargo test --features aws-tests,browser-tests,lambda (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
+cargo test --features aws-tests,browser-tests,lambda
 
-step "cargo test (default features: AWS and browser tests compiled out)"
+step "cargo test (default features: AWS, browser and Lambda tests compiled out)"
 env -u SWITCHBOARD_TEST_AWS_ENDPOINT cargo test
 
 step "all tests passed"

@@ -399,7 +399,7 @@ fn http_url(s: &str) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_owned())
 }
 
-fn fifo_queue_url(s: &str) -> Result<String, String> {
+pub(crate) fn fifo_queue_url(s: &str) -> Result<String, String> {
     if let Some(name) = s.strip_prefix("embedded://") {
         return fifo_name(name).map(|_| s.to_owned());
     }

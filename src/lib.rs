@@ -5,6 +5,8 @@
 //!   selection, integrations, limits, the @connections API.
 //! - [`handlers`]: the edge logic (`$connect`, `$disconnect`, custom routes,
 //!   `$default`) on API Gateway proxy events, run in-process or as Lambdas.
+//! - [`lambda`]: those handlers and the authorizer as AWS Lambda functions
+//!   (feature `lambda`; binaries `switchboard-connect`, ... in `src/bin/`).
 //! - [`envelope`]: the queue message (envelope v1) and the frames sent to clients.
 //! - [`backend`]: the seams (`Queue`, `Connections`, `Messages`, `Push`) and their
 //!   AWS implementation (`backend::aws`: SQS, DynamoDB, @connections).
@@ -24,6 +26,7 @@ pub mod config;
 pub mod envelope;
 pub mod gateway;
 pub mod handlers;
+pub mod lambda;
 pub mod ops;
 pub mod telemetry;
 pub mod worker;

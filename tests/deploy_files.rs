@@ -1,7 +1,9 @@
 //! The deployment files agree with the code and with each other: every JSON
 //! file parses; `deploy/template.json` defines the tables and queues exactly as
 //! `migrations/` does; the worker's environment in `ecs/` and in the template
-//! uses real `SWITCHBOARD_*` variables of `switchboard worker`; the task role
+//! uses real `SWITCHBOARD_*` variables of `switchboard worker`; each Lambda
+//! function gets exactly the variables (and IAM actions) its binary reads and
+//! they make a valid configuration; the task role
 //! grants the same actions in both; timeouts and ports match the binary's
 //! defaults. (cfn-lint checks the template against CloudFormation's schemas in
 //! scripts/test.sh; this checks what a linter cannot know.)
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 use serde_json::{Value, json};
 use switchboard::cli::{Cli, duration};
+use switchboard::lambda::{Function, FunctionConfig, LambdaEnv, config};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -409,18 +412,242 @@ fn websocket_api_routes_and_lambda_functions_are_wired() {
         assert_eq!(p["Handler"], "bootstrap");
     }
     assert_eq!(of_type("AWS::Lambda::Permission").len(), 5);
-    let known = cli_env_names("worker");
-    for f in &functions {
-        for name in f["Properties"]["Environment"]["Variables"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|n| {
-                n.as_str() == "SWITCHBOARD_QUEUE_URL"
-                    || n.as_str() == "SWITCHBOARD_CONNECTIONS_TABLE"
-            })
-        {
-            assert!(known.contains(name), "{name}");
+}
+
+/// The binary a function's zip holds (`${LambdaCodePrefix}/<binary>.zip`).
+fn function_of(resource: &Value) -> Function {
+    let key = resource["Properties"]["Code"]["S3Key"]["Fn::Sub"]
+        .as_str()
+        .unwrap();
+    let binary = key
+        .strip_prefix("${LambdaCodePrefix}/")
+        .and_then(|k| k.strip_suffix(".zip"))
+        .unwrap_or_else(|| panic!("S3Key {key}"));
+    Function::ALL
+        .into_iter()
+        .find(|f| f.binary() == binary)
+        .unwrap_or_else(|| panic!("no binary {binary}"))
+}
+
+/// A function's environment as CloudFormation would set it for `params`
+/// (parameter values; the others at their defaults): `Ref` of a parameter,
+/// of a table (its name) or of a queue (its URL), `Fn::Join` of a list.
+fn resolved_env(
+    template: &Value,
+    resource: &Value,
+    params: &BTreeMap<&str, Value>,
+) -> Vec<(String, String)> {
+    let prefix = template["Parameters"]["Prefix"]["Default"]
+        .as_str()
+        .unwrap();
+    let param = |name: &str| -> Value {
+        params
+            .get(name)
+            .cloned()
+            .or_else(|| template["Parameters"][name].get("Default").cloned())
+            .unwrap_or_else(|| panic!("parameter {name} has no default: give it"))
+    };
+    let value = |v: &Value| -> String {
+        if let Some(s) = v.as_str() {
+            return s.to_owned();
         }
+        if let Some(name) = v["Ref"].as_str() {
+            let r = &template["Resources"][name];
+            return match r["Type"].as_str() {
+                Some("AWS::DynamoDB::Table") => resolve_name(&r["Properties"]["TableName"], prefix)
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                Some("AWS::SQS::Queue") => format!(
+                    "https://sqs.eu-west-1.amazonaws.com/123456789012/{}",
+                    resolve_name(&r["Properties"]["QueueName"], prefix)
+                        .as_str()
+                        .unwrap()
+                ),
+                Some(other) => panic!("Ref to a {other}"),
+                None => param(name).as_str().unwrap().to_owned(),
+            };
+        }
+        let join = v["Fn::Join"].as_array().expect("Ref, Fn::Join or a string");
+        let list = param(join[1]["Ref"].as_str().unwrap());
+        let items: Vec<&str> = match &list {
+            Value::String(s) => s.split(',').collect(),
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
+            other => panic!("{other}"),
+        };
+        items.join(join[0].as_str().unwrap())
+    };
+    resource["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect()
+}
+
+/// The IAM actions a role's inline policies allow on resource `target`.
+fn allowed_on(role: &Value, target: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for policy in role["Properties"]["Policies"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+    {
+        for s in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            assert_eq!(s["Effect"], "Allow");
+            if s["Resource"]["Fn::GetAtt"][0] != target {
+                continue;
+            }
+            match &s["Action"] {
+                Value::String(a) => {
+                    out.insert(a.clone());
+                }
+                Value::Array(a) => out.extend(a.iter().map(|x| x.as_str().unwrap().to_owned())),
+                other => panic!("Action {other}"),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_function_gets_exactly_the_environment_and_permissions_its_binary_reads() {
+    let t = read_json("deploy/template.json");
+    let r = t["Resources"].as_object().unwrap();
+    let functions: BTreeMap<&str, &Value> = r
+        .iter()
+        .filter(|(_, v)| v["Type"] == "AWS::Lambda::Function")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let by_function: BTreeMap<&str, Function> = functions
+        .iter()
+        .map(|(k, v)| (*k, function_of(v)))
+        .collect();
+    let mut binaries: Vec<&str> = by_function.values().map(|f| f.binary()).collect();
+    binaries.sort();
+    let mut all: Vec<&str> = Function::ALL.iter().map(|f| f.binary()).collect();
+    all.sort();
+    assert_eq!(binaries, all, "one function per binary");
+
+    // Both documented authorizer setups give a valid configuration: Cognito
+    // (RS256 + JWKS URL) and a shared secret (HS256). The template's Rules
+    // refuse the parameter sets the binary would refuse at init.
+    let cognito: BTreeMap<&str, Value> = [
+        ("AuthIssuer", json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE")),
+        ("AuthAudience", json!("client-a,client-b")),
+        (
+            "AuthJwksUrl",
+            json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_EXAMPLE/.well-known/jwks.json"),
+        ),
+    ]
+    .into();
+    let mut shared_secret = cognito.clone();
+    shared_secret.insert("AuthAlgorithms", json!(["HS256"]));
+    shared_secret.insert("AuthJwksUrl", json!(""));
+    shared_secret.insert("AuthSecret", json!("0123456789abcdef0123456789abcdef"));
+    for params in [&cognito, &shared_secret] {
+        for (id, resource) in &functions {
+            let function = by_function[id];
+            let vars = resolved_env(&t, resource, params);
+            let names: BTreeSet<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+            // Every variable the binary reads is set explicitly, none other.
+            let mut expected: BTreeSet<&str> = function.env_vars().into_iter().collect();
+            expected.insert("RUST_LOG");
+            assert_eq!(names, expected, "{id} ({})", function.binary());
+            let env = LambdaEnv::from_pairs(vars.clone());
+            let config = FunctionConfig::from_env(function, &env)
+                .unwrap_or_else(|e| panic!("{id} would fail its init: {}", e.0));
+            let vars: BTreeMap<String, String> = vars.into_iter().collect();
+            assert_eq!(
+                vars["SWITCHBOARD_LOG_FORMAT"], "json",
+                "{id}: CloudWatch gets JSON"
+            );
+            if let FunctionConfig::Edge(c) = config {
+                if let Some(table) = &c.connections_table {
+                    assert_eq!(table, "switchboard-connections", "{id}");
+                }
+                if let Some(url) = &c.queue_url {
+                    assert!(url.ends_with("/switchboard-inbound.fifo"), "{id}: {url}");
+                }
+            }
+        }
+    }
+
+    // The authorizer reads the token where API Gateway requires it, and gets
+    // every authorizer parameter of the template.
+    let auth_env = &r["AuthorizerFunction"]["Properties"]["Environment"]["Variables"];
+    let sources: Vec<&str> = r["ConnectAuthorizer"]["Properties"]["IdentitySource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(auth_env[config::auth::IDENTITY_SOURCES], sources.join(","));
+    let referenced = auth_env.to_string();
+    for name in t["Parameters"].as_object().unwrap().keys() {
+        if name.starts_with("Auth") {
+            assert!(
+                referenced.contains(&format!("\"{name}\"")),
+                "parameter {name} does not reach the authorizer"
+            );
+        }
+    }
+    // $default lists exactly the API's custom routes.
+    let mut custom: Vec<String> = r
+        .values()
+        .filter(|v| v["Type"] == "AWS::ApiGatewayV2::Route")
+        .map(|v| v["Properties"]["RouteKey"].as_str().unwrap().to_owned())
+        .filter(|k| !k.starts_with('$'))
+        .collect();
+    custom.sort();
+    let default_env = &r["DefaultFunction"]["Properties"]["Environment"]["Variables"];
+    let mut listed: Vec<String> = default_env[config::ACTIONS]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, custom);
+
+    // Each function's role allows what its handler calls, and no more.
+    let role = |f: &str| {
+        &r[functions[f]["Properties"]["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap()]
+    };
+    let set = |a: &[&str]| {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    for (f, table, queue) in [
+        (
+            "ConnectFunction",
+            set(&[
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+            ]),
+            set(&[]),
+        ),
+        (
+            "DisconnectFunction",
+            set(&[
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+            ]),
+            set(&[]),
+        ),
+        (
+            "SendFunction",
+            set(&["dynamodb:GetItem"]),
+            set(&["sqs:SendMessage"]),
+        ),
+        ("DefaultFunction", set(&[]), set(&[])),
+        ("AuthorizerFunction", set(&[]), set(&[])),
+    ] {
+        assert_eq!(allowed_on(role(f), "ConnectionsTable"), table, "{f}");
+        assert_eq!(allowed_on(role(f), "InboundQueue"), queue, "{f}");
     }
 }

@@ -1,6 +1,7 @@
 //! Shared test support: unique names, polling with a deadline, a test
 //! @connections server, test tokens and the security suite's fixture, and
-//! (with `aws-tests`) the moto-backed AWS stack.
+//! (with `aws-tests`) the moto-backed AWS stack, and (with `lambda`) a Lambda
+//! Runtime API to run the function binaries against.
 #![allow(dead_code)]
 
 #[cfg(feature = "browser-tests")]
@@ -11,6 +12,8 @@ pub mod jwt;
 pub mod ledger;
 pub mod process;
 pub mod recorder;
+#[cfg(feature = "lambda")]
+pub mod runtime_api;
 pub mod secure;
 pub mod stream;
 pub mod ws;

@@ -86,15 +86,20 @@ impl Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.args(args)
             .env("SWITCHBOARD_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start the switchboard binary");
+        Self::spawn_command(cmd)
+    }
+
+    /// Starts `cmd` (any binary) with its output collected, killed if dropped.
+    pub fn spawn_command(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("start the binary");
         let pid = child.id().expect("pid of a running child");
         let stdout = Arc::new(Lines::default());
         stdout.collect(child.stdout.take().unwrap());

@@ -1,0 +1,21 @@
+//! `$disconnect` as an AWS Lambda function: deletes the connection from
+//! `SWITCHBOARD_CONNECTIONS_TABLE`.
+//!
+//! Built with `cargo lambda build --release --arm64 --features lambda`;
+//! everything but this `main` is in `switchboard::lambda` (docs/operations.md).
+
+use std::process::ExitCode;
+
+use lambda_runtime::service_fn;
+use switchboard::lambda::{self, Function};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let handlers = match lambda::init_edge(Function::Disconnect).await {
+        Ok(handlers) => handlers,
+        Err(code) => return code,
+    };
+    lambda::exit(
+        lambda_runtime::run(service_fn(|event| lambda::disconnect(&handlers, event))).await,
+    )
+}

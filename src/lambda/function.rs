@@ -1,0 +1,123 @@
+//! One invocation of each function: what the binaries' `service_fn` calls.
+//!
+//! Errors become the invocation's error (`errorType`, `errorMessage`), which
+//! API Gateway turns into `Internal server error` (a 500 on `$connect`); the
+//! one exception is the authorizer's `Unauthorized`, which API Gateway
+//! answers with 401.
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+
+use crate::handlers::authorizer::{
+    Authorizer, AuthorizerError, AuthorizerEvent, AuthorizerResponse,
+};
+use crate::handlers::{HandlerError, HandlerKind, Handlers, ProxyResponse, WebSocketEvent};
+
+/// `$connect`: stores the connection (400 with an `error` frame when the
+/// session is missing or invalid).
+pub async fn connect(
+    handlers: &Handlers,
+    event: LambdaEvent<WebSocketEvent>,
+) -> Result<ProxyResponse, Diagnostic> {
+    edge(handlers, HandlerKind::Connect, event).await
+}
+
+/// `$disconnect`: deletes the connection (idempotent).
+pub async fn disconnect(
+    handlers: &Handlers,
+    event: LambdaEvent<WebSocketEvent>,
+) -> Result<ProxyResponse, Diagnostic> {
+    edge(handlers, HandlerKind::Disconnect, event).await
+}
+
+/// `$default`: answers the sender with the actions that exist.
+pub async fn default(
+    handlers: &Handlers,
+    event: LambdaEvent<WebSocketEvent>,
+) -> Result<ProxyResponse, Diagnostic> {
+    edge(handlers, HandlerKind::Default, event).await
+}
+
+/// A custom route (`sendMessage`, `history`, `direct`, ...): enqueues
+/// envelope v1 on the FIFO queue.
+pub async fn send(
+    handlers: &Handlers,
+    event: LambdaEvent<WebSocketEvent>,
+) -> Result<ProxyResponse, Diagnostic> {
+    edge(handlers, HandlerKind::Send, event).await
+}
+
+async fn edge(
+    handlers: &Handlers,
+    kind: HandlerKind,
+    event: LambdaEvent<WebSocketEvent>,
+) -> Result<ProxyResponse, Diagnostic> {
+    let event = event.payload;
+    // A function wired to the wrong route would, say, store a connection
+    // record for a `$disconnect`: refuse instead, loudly.
+    let expected = HandlerKind::for_event(&event);
+    if expected != kind {
+        let message = format!(
+            "this is the {} function, but the event is a {:?} on route {}: \
+             wire it to the right route (deploy/template.json shows how)",
+            kind.name(),
+            event.request_context.event_type,
+            event.request_context.route_key
+        );
+        tracing::error!(handler = kind.name(), "{message}");
+        return Err(Diagnostic {
+            error_type: "Switchboard.WrongRoute".into(),
+            error_message: message,
+        });
+    }
+    handlers.handle(kind, &event).await.map_err(|e| {
+        let error_type = match e {
+            HandlerError::BadEvent(_) => "Switchboard.BadEvent",
+            HandlerError::Backend(_) => "Switchboard.BackendError",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    })
+}
+
+/// The `$connect` REQUEST authorizer: an Allow or Deny policy on the event's
+/// `methodArn` with `principalId` and a string-valued `context`; a token that
+/// fails a check fails the invocation with the message `Unauthorized`, which
+/// API Gateway answers with 401 (the reason goes to the log, not to the
+/// client); keys that cannot be had fail it otherwise (500).
+pub async fn authorizer(
+    authorizer: &Authorizer,
+    event: LambdaEvent<AuthorizerEvent>,
+) -> Result<AuthorizerResponse, Diagnostic> {
+    let event = event.payload;
+    let connection = &event.request_context.connection_id;
+    match authorizer.authorize(&event).await {
+        Ok(decision) => {
+            let response = decision.response;
+            let allowed = response.policy_document.allows(&event.method_arn);
+            tracing::info!(
+                %connection,
+                principal = %response.principal_id,
+                effect = if allowed { "Allow" } else { "Deny" },
+                "authorized"
+            );
+            Ok(response)
+        }
+        Err(AuthorizerError::Unauthorized(why)) => {
+            tracing::info!(%connection, reason = %why, "unauthorized");
+            Err(Diagnostic {
+                error_type: "Unauthorized".into(),
+                // Exactly this text: API Gateway maps it to 401.
+                error_message: "Unauthorized".into(),
+            })
+        }
+        Err(AuthorizerError::Failed(why)) => {
+            tracing::error!(%connection, error = %why, "authorizer failed");
+            Err(Diagnostic {
+                error_type: "Switchboard.AuthorizerFailed".into(),
+                error_message: why,
+            })
+        }
+    }
+}
