@@ -298,7 +298,7 @@ proptest! {
         let mut event: WebSocketEvent =
             serde_json::from_str(include_str!("fixtures/apigw-ws-message.json")).unwrap();
         event.body = Some(body.clone());
-        match envelope_for(&event, "room", Some("alice".into())) {
+        match envelope_for(&event, "room", Some("alice".into()), None) {
             Ok(env) => {
                 prop_assert!(serde_json::from_str::<Value>(&body).is_ok());
                 check_envelope(&serde_json::to_string(&env).unwrap())?;

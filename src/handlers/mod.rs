@@ -113,6 +113,13 @@ pub struct HandlerSettings {
     pub known_actions: Vec<String>,
     /// How long a connection record lives (its `expiresAt`).
     pub connection_ttl: Duration,
+    /// The API's AWS Region (the Lambda functions take `AWS_REGION`). With
+    /// it, a frame that came in through a custom domain names the API's own
+    /// `{apiId}.execute-api.{region}.amazonaws.com` endpoint as its callback:
+    /// the @connections API is served there, and a custom domain's path is
+    /// its API mapping, not the stage. `None` (the local gateway): the
+    /// event's domain as it is.
+    pub region: Option<String>,
 }
 
 impl Default for HandlerSettings {
@@ -120,6 +127,7 @@ impl Default for HandlerSettings {
         HandlerSettings {
             known_actions: vec!["sendMessage".into(), "history".into(), "direct".into()],
             connection_ttl: MAX_CONNECTION_DURATION + TTL_SLACK,
+            region: None,
         }
     }
 }

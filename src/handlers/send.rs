@@ -16,6 +16,7 @@ pub fn envelope_for(
     event: &WebSocketEvent,
     session_id: &str,
     user_id: Option<String>,
+    region: Option<&str>,
 ) -> Result<Envelope, ProxyResponse> {
     let ctx = &event.request_context;
     let id = &ctx.request_id;
@@ -56,7 +57,7 @@ pub fn envelope_for(
             user_id,
         },
         callback: Some(Callback {
-            domain_name: ctx.domain_name.clone(),
+            domain_name: callback_domain(ctx, region),
             stage: ctx.stage.clone(),
         }),
         received_at: ctx.request_time_epoch,
@@ -64,6 +65,29 @@ pub fn envelope_for(
     };
     let text = serde_json::to_string(&envelope).expect("an envelope always encodes");
     Envelope::parse(&text).map_err(|e| refuse(400, id, e.kind(), e.to_string()))
+}
+
+/// The host of the @connections API for frames of this event: the event's
+/// `domainName` when it is the API's execute-api endpoint (or the region is
+/// not known), else — a custom domain — `{apiId}.execute-api.{region}.amazonaws.com`
+/// (`.com.cn` in the China regions). Posting through a custom domain fails
+/// unless its API mapping happens to be the stage name; the execute-api
+/// endpoint always serves @connections.
+fn callback_domain(ctx: &super::RequestContext, region: Option<&str>) -> String {
+    let domain = &ctx.domain_name;
+    match (ctx.api_id.as_deref(), region) {
+        (Some(api), Some(region))
+            if !api.is_empty() && !region.is_empty() && !domain.contains(".execute-api.") =>
+        {
+            let suffix = if region.starts_with("cn-") {
+                "amazonaws.com.cn"
+            } else {
+                "amazonaws.com"
+            };
+            format!("{api}.execute-api.{region}.{suffix}")
+        }
+        _ => domain.clone(),
+    }
 }
 
 pub(super) async fn send(
@@ -93,7 +117,7 @@ pub(super) async fn send(
             }
         },
     };
-    let envelope = match envelope_for(event, &session, user) {
+    let envelope = match envelope_for(event, &session, user, h.settings.region.as_deref()) {
         Ok(e) => e,
         Err(refusal) => return Ok(refusal),
     };
@@ -138,7 +162,7 @@ mod tests {
     #[test]
     fn envelope_from_the_real_message_event() {
         let e = event();
-        let env = envelope_for(&e, "room1", Some("alice".into())).unwrap();
+        let env = envelope_for(&e, "room1", Some("alice".into()), None).unwrap();
         let ctx = &e.request_context;
         assert_eq!(env.v, 1);
         assert_eq!(env.id, ctx.request_id);
@@ -154,10 +178,42 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_domain_is_answered_through_the_apis_execute_api_endpoint() {
+        let mut e = event();
+        let api = e.request_context.api_id.clone().unwrap();
+        let own = e.request_context.domain_name.clone();
+        let callback = |e: &WebSocketEvent, region| {
+            envelope_for(e, "s", None, region)
+                .unwrap()
+                .callback
+                .unwrap()
+                .domain_name
+        };
+        // The execute-api endpoint itself stays as it is, region or not.
+        assert_eq!(callback(&e, Some("us-east-1")), own);
+        e.request_context.domain_name = "chat.example.com".into();
+        assert_eq!(
+            callback(&e, Some("eu-west-1")),
+            format!("{api}.execute-api.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(
+            callback(&e, Some("cn-north-1")),
+            format!("{api}.execute-api.cn-north-1.amazonaws.com.cn")
+        );
+        // Without a region (the local gateway) or an API id: as received.
+        assert_eq!(callback(&e, None), "chat.example.com");
+        e.request_context.api_id = None;
+        assert_eq!(callback(&e, Some("eu-west-1")), "chat.example.com");
+    }
+
+    #[test]
     fn missing_data_is_a_null_payload() {
         let mut e = event();
         e.body = Some(r#"{"action":"history"}"#.into());
-        assert_eq!(envelope_for(&e, "s", None).unwrap().payload, Value::Null);
+        assert_eq!(
+            envelope_for(&e, "s", None, None).unwrap().payload,
+            Value::Null
+        );
     }
 
     #[test]
@@ -169,21 +225,21 @@ mod tests {
         let mut e = event();
         e.body = Some("not json".into());
         assert_eq!(
-            code(envelope_for(&e, "s", None).unwrap_err()),
+            code(envelope_for(&e, "s", None, None).unwrap_err()),
             (400, "bad_request".into())
         );
 
         let big = "x".repeat(MAX_PAYLOAD_BYTES);
         e.body = Some(json!({"action": "sendMessage", "data": big}).to_string());
         assert_eq!(
-            code(envelope_for(&e, "s", None).unwrap_err()),
+            code(envelope_for(&e, "s", None, None).unwrap_err()),
             (413, "payload_too_large".into())
         );
 
         let mut e = event();
         e.request_context.request_id = "r".repeat(129);
         assert_eq!(
-            code(envelope_for(&e, "s", None).unwrap_err()),
+            code(envelope_for(&e, "s", None, None).unwrap_err()),
             (400, "invalid".into())
         );
     }

@@ -213,6 +213,11 @@ impl FunctionConfig {
             _ => None,
         };
         let mut settings = HandlerSettings::default();
+        if function == Function::Send {
+            // Set by Lambda itself: the callback of frames that came in
+            // through a custom domain (HandlerSettings::region).
+            settings.region = env.get("AWS_REGION").map(str::to_owned);
+        }
         if function == Function::Default {
             let actions = env.list(ACTIONS);
             if let Some(bad) = actions

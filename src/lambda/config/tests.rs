@@ -69,6 +69,14 @@ fn edge_functions_read_their_table_and_queue() {
     assert_eq!(c.kind(), HandlerKind::Send);
     assert_eq!(c.queue_url.as_deref(), Some(QUEUE));
     assert_eq!(c.connections_table.as_deref(), Some("app-connections"));
+    assert_eq!(c.settings.region, None);
+    // The region Lambda sets: callbacks of frames from a custom domain.
+    let c = edge(
+        Function::Send,
+        &[(QUEUE_URL, QUEUE), ("AWS_REGION", "eu-west-1")],
+    )
+    .unwrap();
+    assert_eq!(c.settings.region.as_deref(), Some("eu-west-1"));
     let c = edge(Function::Default, &[]).unwrap();
     assert_eq!(c.connections_table, None);
     assert_eq!(
