@@ -17,23 +17,13 @@ use switchboard::handlers::{
     HandlerError, HandlerKind, HandlerSettings, Handlers, ProxyResponse, WebSocketEvent,
 };
 
-const CONNECT_FIXTURE: &str = include_str!("fixtures/apigw-ws-connect.json");
-const MESSAGE_FIXTURE: &str = include_str!("fixtures/apigw-ws-message.json");
-const DEFAULT: &str = include_str!("fixtures/apigw-ws-default.json");
-const DISCONNECT: &str = include_str!("fixtures/apigw-ws-disconnect.json");
+use support::fixtures::{
+    CONNECT as CONNECT_FIXTURE, DEFAULT, DISCONNECT, MESSAGE as MESSAGE_FIXTURE,
+};
 
-/// A fixture with its times moved to now: the fixtures were captured in 2024,
-/// and a connection record from then is long past its TTL (the tables never
-/// return expired connections).
+/// A fixture with its times moved to now, as the JSON text a function gets.
 fn fresh(fixture: &str) -> String {
-    let mut event: Value = serde_json::from_str(fixture).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    event["requestContext"]["connectedAt"] = json!(now - 1000);
-    event["requestContext"]["requestTimeEpoch"] = json!(now);
-    event.to_string()
+    support::fixtures::fresh(fixture).to_string()
 }
 
 async fn setup(prefix: &str) -> (AwsBackend, Stack, Handlers) {

@@ -17,7 +17,7 @@ use support::process::Proc;
 use support::runtime_api::{Outcome, RuntimeApi};
 use tokio::process::Command;
 
-const AUTHORIZER_FIXTURE: &str = include_str!("fixtures/apigw-ws-authorizer.json");
+use support::fixtures::{self, AUTHORIZER as AUTHORIZER_FIXTURE, fresh};
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TEST";
 const AUDIENCE: &str = "test-client";
 const WAIT: Duration = Duration::from_secs(30);
@@ -193,16 +193,6 @@ async fn connect_and_send_binaries_store_and_enqueue_on_moto() {
         ("AWS_SESSION_TOKEN", "test"),
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
     ];
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let fresh = |fixture: &str| {
-        let mut event: Value = serde_json::from_str(fixture).unwrap();
-        event["requestContext"]["connectedAt"] = json!(now - 1000);
-        event["requestContext"]["requestTimeEpoch"] = json!(now);
-        event
-    };
 
     let connect_api = RuntimeApi::start().await;
     let mut vars = aws_vars.to_vec();
@@ -213,10 +203,7 @@ async fn connect_and_send_binaries_store_and_enqueue_on_moto() {
         "switchboard-connect",
         &vars,
     );
-    connect_api.invoke(
-        "req-connect",
-        fresh(include_str!("fixtures/apigw-ws-connect.json")),
-    );
+    connect_api.invoke("req-connect", fresh(fixtures::CONNECT));
     assert_eq!(
         connect_api.outcome(WAIT).await,
         Outcome::Response {
@@ -237,7 +224,7 @@ async fn connect_and_send_binaries_store_and_enqueue_on_moto() {
         "switchboard-send",
         &vars,
     );
-    let message = fresh(include_str!("fixtures/apigw-ws-message.json"));
+    let message = fresh(fixtures::MESSAGE);
     send_api.invoke("req-send", message.clone());
     assert_eq!(
         send_api.outcome(WAIT).await,

@@ -16,7 +16,7 @@ use support::jwt::{self, Issuer, SECRET};
 use switchboard::handlers::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};
 use switchboard::lambda::{self, Function, FunctionConfig, LambdaEnv, config};
 
-const AUTHORIZER_FIXTURE: &str = include_str!("fixtures/apigw-ws-authorizer.json");
+use support::fixtures::AUTHORIZER as AUTHORIZER_FIXTURE;
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TEST";
 const AUDIENCE: &str = "test-client";
 
@@ -188,22 +188,7 @@ mod on_moto {
     use switchboard::envelope::Envelope;
     use switchboard::handlers::{Handlers, ProxyResponse};
 
-    const CONNECT: &str = include_str!("fixtures/apigw-ws-connect.json");
-    const MESSAGE: &str = include_str!("fixtures/apigw-ws-message.json");
-    const DEFAULT: &str = include_str!("fixtures/apigw-ws-default.json");
-    const DISCONNECT: &str = include_str!("fixtures/apigw-ws-disconnect.json");
-
-    /// A fixture with its times moved to now (a record from 2024 is past its TTL).
-    fn fresh(fixture: &str) -> Value {
-        let mut event: Value = serde_json::from_str(fixture).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        event["requestContext"]["connectedAt"] = json!(now - 1000);
-        event["requestContext"]["requestTimeEpoch"] = json!(now);
-        event
-    }
+    use support::fixtures::{CONNECT, DEFAULT, DISCONNECT, MESSAGE, fresh};
 
     /// The function's handlers, configured from `vars` as at cold start.
     fn handlers(backend: &AwsBackend, function: Function, vars: &[(&str, &str)]) -> Handlers {

@@ -15,6 +15,7 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::iam::IamPolicyEffect;
 use serde_json::{Map, Value, json};
+use support::fixtures::{self, AUTHORIZER as AUTHORIZER_FIXTURE};
 use support::jwt::{self, SECRET};
 use switchboard::handlers::authorizer::{
     Authorizer, AuthorizerConfig, AuthorizerEvent, IdentitySource, Secret,
@@ -22,24 +23,11 @@ use switchboard::handlers::authorizer::{
 use switchboard::handlers::{EventType, ProxyResponse, WebSocketEvent};
 
 const FIXTURES: [(&str, &str); 4] = [
-    (
-        "apigw-ws-connect.json",
-        include_str!("fixtures/apigw-ws-connect.json"),
-    ),
-    (
-        "apigw-ws-message.json",
-        include_str!("fixtures/apigw-ws-message.json"),
-    ),
-    (
-        "apigw-ws-default.json",
-        include_str!("fixtures/apigw-ws-default.json"),
-    ),
-    (
-        "apigw-ws-disconnect.json",
-        include_str!("fixtures/apigw-ws-disconnect.json"),
-    ),
+    ("apigw-ws-connect.json", fixtures::CONNECT),
+    ("apigw-ws-message.json", fixtures::MESSAGE),
+    ("apigw-ws-default.json", fixtures::DEFAULT),
+    ("apigw-ws-disconnect.json", fixtures::DISCONNECT),
 ];
-const AUTHORIZER_FIXTURE: &str = include_str!("fixtures/apigw-ws-authorizer.json");
 
 /// Every field the handlers read agrees between the two readings of `json`.
 fn assert_same_event(name: &str, json: &str) {
