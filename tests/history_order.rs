@@ -66,44 +66,31 @@ async fn check_history(messages: Arc<dyn Messages>, connections: Arc<dyn Connect
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    // Runs the store step on each (id, receivedAt) in queue order.
+    let store = async |queue: &[(&str, i64)]| {
+        for (id, at) in queue {
+            actions
+                .run(&envelope(id, *at), &[Step::Store])
+                .await
+                .unwrap();
+        }
+    };
     // Ids chosen so that sorting by id would reverse them.
-    let ids = ["zz", "yy", "xx", "ww"];
-    for id in ids {
-        actions
-            .run(&envelope(id, now), &[Step::Store])
-            .await
-            .unwrap();
-    }
+    store(&[("zz", now), ("yy", now), ("xx", now), ("ww", now)]).await;
     // An earlier receivedAt queued later still comes after them.
-    actions
-        .run(&envelope("aa", now - 5), &[Step::Store])
-        .await
-        .unwrap();
+    store(&[("aa", now - 5)]).await;
     // A redelivery of the newest message is not stored again.
-    actions
-        .run(&envelope("aa", now - 5), &[Step::Store])
-        .await
-        .unwrap();
-    actions
-        .run(&envelope("later", now + 1000), &[Step::Store])
-        .await
-        .unwrap();
+    store(&[("aa", now - 5)]).await;
+    store(&[("later", now + 1000)]).await;
     // A crash between storing and deleting hands back several finished
     // messages of the group at once, older ones first: none is stored again.
-    for id in ["xx", "ww"] {
-        actions
-            .run(&envelope(id, now), &[Step::Store])
-            .await
-            .unwrap();
-    }
-    actions
-        .run(&envelope("aa", now - 5), &[Step::Store])
-        .await
-        .unwrap();
-    actions
-        .run(&envelope("later", now + 1000), &[Step::Store])
-        .await
-        .unwrap();
+    store(&[
+        ("xx", now),
+        ("ww", now),
+        ("aa", now - 5),
+        ("later", now + 1000),
+    ])
+    .await;
 
     let history = messages.latest("room", 100).await.unwrap();
     let got: Vec<&str> = history.iter().map(|m| m.id.as_str()).collect();
