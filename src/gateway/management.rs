@@ -14,7 +14,8 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::Message;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -25,13 +26,36 @@ use super::ids::{iso_time, new_id};
 use super::registry::{CloseReason, PostOutcome};
 use super::sigv4::{self, SigV4Error};
 
-/// A management request as received: what access checks look at.
-struct Call<'a> {
+/// A management request as received (everything but the body): the
+/// connection it is about and what the access checks look at.
+pub(super) struct Call {
     peer: SocketAddr,
-    stage: &'a str,
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
+    stage: String,
+    id: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path((stage, id)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Call {
+            peer,
+            stage,
+            id,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
 }
 
 /// An error answer the SDK understands.
@@ -78,7 +102,7 @@ fn counted(gw: &Gateway, op: &str, resp: Response) -> Response {
 }
 
 /// The refusal for callers on an address `[management]` does not answer.
-fn address_refusal(gw: &Gateway, call: &Call<'_>) -> Option<Response> {
+fn address_refusal(gw: &Gateway, call: &Call) -> Option<Response> {
     let loopback = super::edge::ip::canonical(call.peer.ip()).is_loopback();
     let loopback_only = match &gw.config().management {
         Management::Loopback => true,
@@ -95,12 +119,12 @@ fn address_refusal(gw: &Gateway, call: &Call<'_>) -> Option<Response> {
 
 /// The refusal for requests without a valid signature (when `[management]`
 /// has credentials) and for unknown stages; `body` is the request's body.
-fn refusal(gw: &Gateway, call: &Call<'_>, body: &[u8]) -> Option<Response> {
+fn refusal(gw: &Gateway, call: &Call, body: &[u8]) -> Option<Response> {
     if let Management::SigV4 { credentials, .. } = &gw.config().management {
         let checked = sigv4::verify(
-            call.method,
-            call.uri,
-            call.headers,
+            &call.method,
+            &call.uri,
+            &call.headers,
             body,
             credentials,
             SystemTime::now(),
@@ -119,7 +143,7 @@ fn refusal(gw: &Gateway, call: &Call<'_>, body: &[u8]) -> Option<Response> {
             return Some(error(StatusCode::FORBIDDEN, error_type, &e.to_string()));
         }
     }
-    if !gw.config().stages.iter().any(|s| s == call.stage) {
+    if !gw.config().stages.contains(&call.stage) {
         return Some(error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
@@ -130,7 +154,8 @@ fn refusal(gw: &Gateway, call: &Call<'_>, body: &[u8]) -> Option<Response> {
 }
 
 /// PostToConnection: the raw body becomes one frame (text when it is UTF-8).
-async fn post_inner(gw: &Gateway, call: &Call<'_>, id: &str, body: Body) -> Response {
+async fn post_inner(gw: &Gateway, call: &Call, body: Body) -> Response {
+    let id = call.id.as_str();
     if let Some(r) = address_refusal(gw, call) {
         return r;
     }
@@ -178,7 +203,8 @@ async fn post_inner(gw: &Gateway, call: &Call<'_>, id: &str, body: Body) -> Resp
 }
 
 /// GetConnection: `connectedAt`, `identity`, `lastActiveAt` (ISO 8601).
-async fn get_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
+async fn get_inner(gw: &Gateway, call: &Call) -> Response {
+    let id = call.id.as_str();
     if let Some(r) = address_refusal(gw, call).or_else(|| refusal(gw, call, b"")) {
         return r;
     }
@@ -204,7 +230,8 @@ async fn get_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
 }
 
 /// DeleteConnection: closes the connection (1000), answers 204.
-async fn delete_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
+async fn delete_inner(gw: &Gateway, call: &Call) -> Response {
+    let id = call.id.as_str();
     if let Some(r) = address_refusal(gw, call).or_else(|| refusal(gw, call, b"")) {
         return r;
     }
@@ -224,62 +251,19 @@ async fn delete_inner(gw: &Gateway, call: &Call<'_>, id: &str) -> Response {
 }
 
 /// PostToConnection.
-pub(super) async fn post(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let call = Call {
-        peer,
-        stage: &stage,
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-    };
-    let resp = post_inner(&gw, &call, &id, body).await;
+pub(super) async fn post(State(gw): State<Gateway>, call: Call, body: Body) -> Response {
+    let resp = post_inner(&gw, &call, body).await;
     counted(&gw, "post", resp)
 }
 
 /// GetConnection.
-pub(super) async fn get(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let call = Call {
-        peer,
-        stage: &stage,
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-    };
-    let resp = get_inner(&gw, &call, &id).await;
+pub(super) async fn get(State(gw): State<Gateway>, call: Call) -> Response {
+    let resp = get_inner(&gw, &call).await;
     counted(&gw, "get", resp)
 }
 
 /// DeleteConnection.
-pub(super) async fn delete(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((stage, id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let call = Call {
-        peer,
-        stage: &stage,
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-    };
-    let resp = delete_inner(&gw, &call, &id).await;
+pub(super) async fn delete(State(gw): State<Gateway>, call: Call) -> Response {
+    let resp = delete_inner(&gw, &call).await;
     counted(&gw, "delete", resp)
 }
