@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use switchboard::backend::embedded::{EmbeddedStore, Sweep};
 use switchboard::backend::{
-    Connection, Connections, ErrorKind, Messages, OutgoingMessage, Queue, QueueMessage,
+    Connection, Connections, ErrorKind, Messages, OutgoingMessage, Position, Queue, QueueMessage,
     ReceiveRequest, StoredMessage,
 };
 use switchboard::envelope::Sender;
@@ -47,7 +47,7 @@ fn stored(session: &str, id: &str, received_at: i64, expires_at: i64) -> StoredM
             user_id: Some("alice".into()),
         },
         received_at,
-        sort_ms: received_at,
+        position: Position::at(received_at),
         payload: json!({ "text": id, "nested": [1, null, "ü"] }),
         expires_at,
     }

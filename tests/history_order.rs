@@ -95,8 +95,26 @@ async fn check_history(messages: Arc<dyn Messages>, connections: Arc<dyn Connect
     let history = messages.latest("room", 100).await.unwrap();
     let got: Vec<&str> = history.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(got, ["zz", "yy", "xx", "ww", "aa", "later"]);
-    let sorts: Vec<i64> = history.iter().map(|m| m.sort_ms).collect();
-    assert_eq!(sorts, [now, now + 1, now + 2, now + 3, now + 4, now + 1000]);
+    // Ties take the next seq in their millisecond, not the next millisecond:
+    // a burst does not push later messages ahead of the clock.
+    let positions: Vec<(i64, u32)> = history
+        .iter()
+        .map(|m| (m.position.ms, m.position.seq))
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            (now, 0),
+            (now, 1),
+            (now, 2),
+            (now, 3),
+            (now, 4),
+            (now + 1000, 0)
+        ]
+    );
+    // The stored sort keys are DESIGN.md's `{receivedAt:013}#{id}` without a tie.
+    assert_eq!(history[0].sort_key(), format!("{now:013}#zz"));
+    assert_eq!(history[5].sort_key(), format!("{:013}#later", now + 1000));
     assert!(
         history.iter().take(5).all(|m| m.received_at <= now),
         "receivedAt itself is kept"

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backend::{BackendError, Connection, Connections, Messages, StoredMessage};
+use crate::backend::{BackendError, Connection, Connections, Messages, Position, StoredMessage};
 use crate::envelope::{AckFrame, Envelope, ErrorFrame, HistoryFrame, MessageFrame};
 
 /// Largest frame the @connections API accepts (PostToConnection: 128 KiB).
@@ -194,17 +194,15 @@ impl Actions {
             tracing::debug!("message already stored (redelivery)");
             return Ok(());
         }
-        let sort_ms = later
-            .iter()
-            .map(|k| k.sort_ms + 1)
-            .fold(env.received_at, i64::max);
+        let newest = later.iter().map(|k| k.position).max();
+        let position = Position::after(env.received_at, newest);
         let msg = StoredMessage {
             session_id: env.session_id.clone(),
             id: env.id.clone(),
             action: env.action.clone(),
             sender: env.sender.clone(),
             received_at: env.received_at,
-            sort_ms,
+            position,
             payload: env.payload.clone(),
             expires_at: env.received_at / 1000 + self.settings.retention.as_secs() as i64,
         };

@@ -191,10 +191,8 @@ pub struct StoredMessage {
     pub sender: Sender,
     /// When the gateway received it, epoch ms.
     pub received_at: i64,
-    /// Position in the session's history, epoch ms: `received_at`, or 1 ms after
-    /// the session's previous message when that one sorts at or after it (two
-    /// frames in the same millisecond). Kept in the sort key.
-    pub sort_ms: i64,
+    /// Position in the session's history (kept in the sort key).
+    pub position: Position,
     /// Opaque client payload.
     pub payload: Value,
     /// TTL attribute, epoch seconds.
@@ -202,15 +200,74 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// Sort key: zero-padded sort time (ms), `#`, id, so that sort order is the
-    /// session's message order.
+    /// Sort key: see [`Position::sort_key`].
     pub fn sort_key(&self) -> String {
-        format!("{:013}#{}", self.sort_ms, self.id)
+        self.position.sort_key(&self.id)
+    }
+}
+
+/// Where a message sits in its session's history: a millisecond, then a
+/// tie-break for messages placed in the same millisecond.
+///
+/// A message goes at its `receivedAt`, or right after the session's newest
+/// message when that one sorts at or after it (frames received in the same
+/// millisecond — API Gateway's `requestTimeEpoch` has ms resolution — or a
+/// gateway clock behind another's). Ties take the next `seq` in the same
+/// millisecond rather than the next millisecond, so a burst never pushes
+/// later positions ahead of the clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    /// Epoch ms.
+    pub ms: i64,
+    /// 0, or the tie-break within `ms`.
+    pub seq: u32,
+}
+
+impl Position {
+    /// The first position at `ms`.
+    pub fn at(ms: i64) -> Position {
+        Position { ms, seq: 0 }
     }
 
-    /// The sort time encoded in a sort key (`None` if it is not one of ours).
-    pub fn sort_ms_of(sort_key: &str) -> Option<i64> {
-        sort_key.split_once('#')?.0.parse().ok()
+    /// The position of a message received at `received_at` that goes after
+    /// `newest` (the session's newest stored message), if any.
+    pub fn after(received_at: i64, newest: Option<Position>) -> Position {
+        match newest {
+            Some(n) if n.ms >= received_at => Position {
+                ms: n.ms,
+                seq: n.seq + 1,
+            },
+            _ => Position::at(received_at),
+        }
+    }
+
+    /// The sort key of message `id` here: DESIGN.md's `{receivedAt:013}#{id}`,
+    /// with `.{seq:06}` before the `#` for a tie. Byte order is history order:
+    /// `#` sorts before `.`, so `T#a` < `T.000001#b` < `T.000002#c` < `T+1#d`.
+    pub fn sort_key(self, id: &str) -> String {
+        if self.seq == 0 {
+            format!("{:013}#{id}", self.ms)
+        } else {
+            format!("{:013}.{:06}#{id}", self.ms, self.seq)
+        }
+    }
+
+    /// The smallest sort key at `ms` or later (a Query's lower bound).
+    pub fn lower_bound(ms: i64) -> String {
+        format!("{ms:013}")
+    }
+
+    /// The position and id in a sort key (`None` if it is not one of ours).
+    pub fn parse(sort_key: &str) -> Option<(Position, &str)> {
+        let (pos, id) = sort_key.split_once('#')?;
+        let position = match pos.split_once('.') {
+            Some((ms, seq)) => Position {
+                ms: ms.parse().ok()?,
+                seq: seq.parse().ok()?,
+            },
+            None => Position::at(pos.parse().ok()?),
+        };
+        Some((position, id))
     }
 }
 
@@ -223,29 +280,29 @@ pub trait Messages: Send + Sync + 'static {
     /// The newest `limit` messages of a session, returned oldest first; reads
     /// the latest writes (strongly consistent).
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>>;
-    /// The keys of every message of a session that sorts at or after
-    /// `from_ms` (expired or not), in sort order; reads the latest writes
+    /// The keys of every message of a session positioned at `from_ms` or
+    /// later (expired or not), in history order; reads the latest writes
     /// (strongly consistent). The store step uses it to find a redelivered
     /// message and the position of a new one.
     async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>>;
 }
 
-/// Where a stored message sits in its session's history.
+/// The key of a stored message: its id and position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Message id.
     pub id: String,
-    /// Its sort time (see [`StoredMessage::sort_ms`]).
-    pub sort_ms: i64,
+    /// Where it sits in the history.
+    pub position: Position,
 }
 
 impl StoredKey {
     /// The key encoded in a sort key (`None` if it is not one of ours).
     pub fn of_sort_key(sort_key: &str) -> Option<StoredKey> {
-        let (ms, id) = sort_key.split_once('#')?;
+        let (position, id) = Position::parse(sort_key)?;
         Some(StoredKey {
             id: id.to_owned(),
-            sort_ms: ms.parse().ok()?,
+            position,
         })
     }
 }
@@ -256,4 +313,62 @@ pub trait Push: Send + Sync + 'static {
     /// POSTs `data` to `{endpoint}/@connections/{connection_id}`. A connection that
     /// no longer exists fails with [`ErrorKind::Gone`].
     async fn post(&self, endpoint: &str, connection_id: &str, data: Bytes) -> Result<()>;
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::Position;
+
+    #[test]
+    fn sort_keys_sort_in_history_order_and_parse_back() {
+        let t = 1_700_000_000_000;
+        let positions = [
+            Position::at(t),
+            Position { ms: t, seq: 1 },
+            Position { ms: t, seq: 2 },
+            Position { ms: t, seq: 10 },
+            Position::at(t + 1),
+            Position {
+                ms: t + 1,
+                seq: 999_999,
+            },
+            Position::at(t + 2),
+        ];
+        // Ids that would sort the other way round.
+        let keys: Vec<String> = positions
+            .iter()
+            .zip(["z", "y", "x", "w", "v", "u", "t"])
+            .map(|(p, id)| p.sort_key(id))
+            .collect();
+        assert_eq!(
+            keys[0], "1700000000000#z",
+            "DESIGN.md's format without a tie"
+        );
+        assert_eq!(keys[1], "1700000000000.000001#y");
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+        for (key, p) in keys.iter().zip(positions) {
+            assert_eq!(Position::parse(key).unwrap().0, p);
+            assert!(key.as_str() >= Position::lower_bound(p.ms).as_str());
+            assert!(key.as_str() < Position::lower_bound(p.ms + 1).as_str());
+        }
+        assert_eq!(Position::parse("1700000000000#a#b").unwrap().1, "a#b");
+        assert_eq!(Position::parse("not-a-key"), None);
+    }
+
+    #[test]
+    fn a_message_goes_at_its_time_or_right_after_the_newest() {
+        let t = 1_700_000_000_000;
+        assert_eq!(Position::after(t, None), Position::at(t));
+        assert_eq!(
+            Position::after(t, Some(Position::at(t - 1))),
+            Position::at(t)
+        );
+        let tie = Position::after(t, Some(Position { ms: t, seq: 3 }));
+        assert_eq!(tie, Position { ms: t, seq: 4 });
+        // A clock behind: after the newest, in its millisecond.
+        let behind = Position::after(t - 5, Some(Position::at(t)));
+        assert_eq!(behind, Position { ms: t, seq: 1 });
+    }
 }

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::classify;
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredKey,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, StoredKey,
     StoredMessage,
 };
 use crate::envelope::Sender;
@@ -304,10 +304,10 @@ impl DynamoMessages {
                 user_id: get_s(sender, "userId"),
             },
             received_at: get_n(item, "receivedAt").unwrap_or(0),
-            sort_ms: get_s(item, "sk")
-                .and_then(|sk| StoredMessage::sort_ms_of(&sk))
-                .or_else(|| get_n(item, "receivedAt"))
-                .unwrap_or(0),
+            position: get_s(item, "sk")
+                .and_then(|sk| Position::parse(&sk).map(|(p, _)| p))
+                .or_else(|| get_n(item, "receivedAt").map(Position::at))
+                .unwrap_or_default(),
             payload: get_s(item, "payload")
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or(serde_json::Value::Null),
@@ -388,7 +388,7 @@ impl Messages for DynamoMessages {
                 .table_name(&self.table)
                 .key_condition_expression("sessionId = :s AND sk >= :from")
                 .expression_attribute_values(":s", s(session_id))
-                .expression_attribute_values(":from", s(format!("{from_ms:013}")))
+                .expression_attribute_values(":from", s(Position::lower_bound(from_ms)))
                 .projection_expression("sk")
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())

@@ -9,7 +9,7 @@ use rusqlite::{Connection as Sql, OptionalExtension, Row, params};
 
 use super::db::{Db, sql_error};
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Result, StoredKey,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, StoredKey,
     StoredMessage,
 };
 use crate::envelope::Sender;
@@ -292,7 +292,10 @@ fn stored_of(op: &'static str, r: &Row<'_>) -> rusqlite::Result<Result<StoredMes
             action: r.get(2)?,
             sender,
             received_at: r.get(4)?,
-            sort_ms: StoredMessage::sort_ms_of(&r.get::<_, String>(7)?).unwrap_or(r.get(4)?),
+            position: match Position::parse(&r.get::<_, String>(7)?) {
+                Some((p, _)) => p,
+                None => Position::at(r.get(4)?),
+            },
             payload,
             expires_at: r.get(6)?,
         }),
@@ -363,7 +366,7 @@ impl Messages for EmbeddedMessages {
         let (table, session, from) = (
             self.table.clone(),
             session_id.to_owned(),
-            format!("{from_ms:013}"),
+            Position::lower_bound(from_ms),
         );
         self.db
             .call(OP, move |sql| {
