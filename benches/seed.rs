@@ -78,7 +78,9 @@ async fn main() {
                     let body = serde_json::json!({
                         "v": 1, "id": id, "action": "sendMessage", "sessionId": session,
                         "sender": {"connectionId": format!("c{s:05}x000000AAAAAAAA="), "userId": "u0"},
-                        "receivedAt": now.as_millis() as i64,
+                        // 1 ms apart, like a session sending 1,000 frames/s
+                        // (more than an SQS FIFO group takes).
+                        "receivedAt": now.as_millis() as i64 + i as i64,
                         "payload": {"seq": i, "text": text},
                     });
                     queue
