@@ -16,7 +16,10 @@ RECORD=0
 [ "${1:-}" = "--record" ] && RECORD=1
 echo "==> cargo build --release (dev and bench tools)"
 cargo build --release --quiet --bin switchboard --benches
-LOAD=(cargo bench --quiet --bench ws_load --)
+# The load tool itself, not `cargo bench` around it: the idle clients run in
+# the background and are stopped by pid.
+LOAD=("$(cargo bench --quiet --bench ws_load --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "ws_load"][-1])')")
 WORK=$(mktemp -d)
 DEV_PID=""
 cleanup() { [ -n "$DEV_PID" ] && kill "$DEV_PID" 2>/dev/null || true; rm -rf "$WORK"; }
