@@ -22,6 +22,7 @@ use switchboard::ops::migrate::Names;
 
 use support::connections_server::ConnectionsServer;
 use support::embedded::TempDir;
+use support::ledger::Verdict;
 use support::process::{EMBEDDED_QUEUE, WorkerProc, tail};
 use support::stream::{self, Plan, Seeded, env_or, heavy};
 
@@ -48,6 +49,24 @@ async fn check_stored(dir: &std::path::Path, seeded: &Seeded) {
             .collect();
         assert_eq!(stored, want, "{g}: stored once each, in order");
     }
+}
+
+/// Runs a fresh worker on `dir` until all `total` deliveries arrived, stops
+/// it with SIGTERM (exit 0 within 30 s) and returns the ledger's verdict.
+async fn finish(
+    dir: &std::path::Path,
+    server: &ConnectionsServer,
+    seeded: &Seeded,
+    total: usize,
+    deadline: Duration,
+) -> Verdict {
+    let worker = WorkerProc::start(dir, &server.endpoint("test"), &[]).await;
+    server.wait_distinct(total, deadline).await;
+    worker.proc.sigterm();
+    let mut proc = worker.proc;
+    let status = proc.exit_within(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}\n{}", tail(&proc.log(), 20));
+    seeded.ledger.verify(&seeded.members, &server.received())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,12 +216,14 @@ async fn sigterm_under_load_exits_0_within_the_grace_and_a_clean_drain_redeliver
     );
 
     server.set_latency(Duration::ZERO);
-    let worker = WorkerProc::start(dir.path(), &callback, &[]).await;
-    server.wait_distinct(total, Duration::from_secs(300)).await;
-    worker.proc.sigterm();
-    let mut proc = worker.proc;
-    assert!(proc.exit_within(Duration::from_secs(30)).await.success());
-    let verdict = seeded.ledger.verify(&seeded.members, &server.received());
+    let verdict = finish(
+        dir.path(),
+        &server,
+        &seeded,
+        total,
+        Duration::from_secs(300),
+    )
+    .await;
     assert!(
         verdict.redelivered.is_empty(),
         "a clean drain redelivers nothing: {:?}",
@@ -265,12 +286,14 @@ async fn sigterm_with_messages_slower_than_the_grace_releases_them_for_the_next_
     );
 
     server.set_latency(Duration::ZERO);
-    let worker = WorkerProc::start(dir.path(), &callback, &[]).await;
-    server.wait_distinct(total, Duration::from_secs(120)).await;
-    worker.proc.sigterm();
-    let mut proc = worker.proc;
-    assert!(proc.exit_within(Duration::from_secs(30)).await.success());
-    let verdict = seeded.ledger.verify(&seeded.members, &server.received());
+    let verdict = finish(
+        dir.path(),
+        &server,
+        &seeded,
+        total,
+        Duration::from_secs(120),
+    )
+    .await;
     println!(
         "SIGTERM with 3 s posts and a 2 s grace: exit 0 after {took:.2?}, {visible} messages released; \
          restart delivered all {total}, {} redeliveries",

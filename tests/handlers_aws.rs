@@ -7,9 +7,8 @@ mod support;
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use support::aws::{self, Stack, peek_all};
+use support::aws::{self, Stack, connection_item, peek_all};
 use switchboard::backend::aws::AwsBackend;
 use switchboard::backend::{Connections, Queue};
 use switchboard::envelope::Envelope;
@@ -41,23 +40,6 @@ fn body(r: &ProxyResponse) -> Value {
     serde_json::from_str(r.body.as_deref().expect("a body")).expect("JSON body")
 }
 
-async fn item(
-    backend: &AwsBackend,
-    stack: &Stack,
-    id: &str,
-) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    backend
-        .dynamodb()
-        .get_item()
-        .table_name(&stack.names.connections_table)
-        .key("connectionId", AttributeValue::S(id.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-}
-
 #[tokio::test]
 async fn connect_stores_the_connection_with_its_ttl_and_disconnect_deletes_it() {
     let connect = fresh(CONNECT_FIXTURE);
@@ -70,7 +52,7 @@ async fn connect_stores_the_connection_with_its_ttl_and_disconnect_deletes_it() 
         .await
         .unwrap();
     assert_eq!(r.status_code, 200);
-    let item = item(&backend, &stack, &ctx.connection_id)
+    let item = connection_item(&backend, &stack, &ctx.connection_id)
         .await
         .expect("stored");
     let s = |k: &str| item[k].as_s().unwrap().clone();
@@ -117,7 +99,7 @@ async fn connect_stores_the_connection_with_its_ttl_and_disconnect_deletes_it() 
 }
 
 async fn item_absent(backend: &AwsBackend, stack: &Stack, id: &str) -> bool {
-    item(backend, stack, id).await.is_none()
+    connection_item(backend, stack, id).await.is_none()
 }
 
 #[tokio::test]

@@ -182,8 +182,7 @@ async fn bad_tokens_fail_with_exactly_unauthorized_and_unreachable_keys_otherwis
 #[cfg(feature = "aws-tests")]
 mod on_moto {
     use super::*;
-    use aws_sdk_dynamodb::types::AttributeValue;
-    use support::aws::{self, Stack, peek_all};
+    use support::aws::{self, Stack, connection_item, peek_all};
     use switchboard::backend::aws::AwsBackend;
     use switchboard::envelope::Envelope;
     use switchboard::handlers::{Handlers, ProxyResponse};
@@ -236,23 +235,6 @@ mod on_moto {
         }
     }
 
-    async fn stored(
-        backend: &AwsBackend,
-        stack: &Stack,
-        id: &str,
-    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
-        backend
-            .dynamodb()
-            .get_item()
-            .table_name(&stack.names.connections_table)
-            .key("connectionId", AttributeValue::S(id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-    }
-
     fn body(r: &ProxyResponse) -> Value {
         serde_json::from_str(r.body.as_deref().expect("a body")).unwrap()
     }
@@ -272,7 +254,9 @@ mod on_moto {
             .await
             .unwrap();
         assert_eq!(r.status_code, 200);
-        let item = stored(&backend, &stack, &id).await.expect("stored");
+        let item = connection_item(&backend, &stack, &id)
+            .await
+            .expect("stored");
         assert_eq!(item["sessionId"].as_s().unwrap(), "room1");
         assert_eq!(item["stage"].as_s().unwrap(), "dev");
 
@@ -314,7 +298,10 @@ mod on_moto {
             .await
             .unwrap();
         assert_eq!(r.status_code, 200);
-        assert!(stored(&backend, &stack, &id).await.is_none(), "deleted");
+        assert!(
+            connection_item(&backend, &stack, &id).await.is_none(),
+            "deleted"
+        );
         assert_eq!(
             peek_all(&backend, &stack.queue_url).await.len(),
             1,
@@ -349,7 +336,10 @@ mod on_moto {
             .await
             .unwrap_err();
         assert_eq!(e.error_type, "Switchboard.WrongRoute");
-        assert!(stored(&backend, &stack, id).await.is_some(), "not deleted");
+        assert!(
+            connection_item(&backend, &stack, id).await.is_some(),
+            "not deleted"
+        );
         let default: Value = serde_json::from_str(DEFAULT).unwrap();
         let e = lambda::send(&f.send, invocation(&default))
             .await

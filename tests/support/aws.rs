@@ -78,6 +78,28 @@ pub struct Stack {
     pub dlq_url: String,
 }
 
+/// The raw item of connection `id` in the stack's connections table (a
+/// consistent read), to check the attributes as DynamoDB holds them.
+pub async fn connection_item(
+    backend: &AwsBackend,
+    stack: &Stack,
+    id: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    backend
+        .dynamodb()
+        .get_item()
+        .table_name(&stack.names.connections_table)
+        .key(
+            "connectionId",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
 /// Names for one test: `prefix-<unique>-connections`, ... and FIFO queues.
 pub fn names(prefix: &str) -> migrate::Names {
     let base = super::unique(prefix);
