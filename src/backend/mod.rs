@@ -224,6 +224,9 @@ pub struct Position {
 }
 
 impl Position {
+    /// The largest tie-break (six digits in the sort key).
+    pub const MAX_SEQ: u32 = 999_999;
+
     /// The first position at `ms`.
     pub fn at(ms: i64) -> Position {
         Position { ms, seq: 0 }
@@ -233,10 +236,12 @@ impl Position {
     /// `newest` (the session's newest stored message), if any.
     pub fn after(received_at: i64, newest: Option<Position>) -> Position {
         match newest {
-            Some(n) if n.ms >= received_at => Position {
+            // Six digits keep byte order; a millionth tie moves on a millisecond.
+            Some(n) if n.ms >= received_at && n.seq < Self::MAX_SEQ => Position {
                 ms: n.ms,
                 seq: n.seq + 1,
             },
+            Some(n) if n.ms >= received_at => Position::at(n.ms + 1),
             _ => Position::at(received_at),
         }
     }
@@ -370,5 +375,11 @@ mod position_tests {
         // A clock behind: after the newest, in its millisecond.
         let behind = Position::after(t - 5, Some(Position::at(t)));
         assert_eq!(behind, Position { ms: t, seq: 1 });
+        let full = Position {
+            ms: t,
+            seq: Position::MAX_SEQ,
+        };
+        assert_eq!(Position::after(t, Some(full)), Position::at(t + 1));
+        assert!(full.sort_key("a") < Position::at(t + 1).sort_key("a"));
     }
 }
