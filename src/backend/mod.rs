@@ -302,10 +302,13 @@ pub struct StoredKey {
 }
 
 impl StoredKey {
-    /// The key encoded in a sort key (`None` if it is not one of ours).
-    pub fn of_sort_key(sort_key: &str) -> Option<StoredKey> {
-        let (position, id) = Position::parse(sort_key)?;
-        Some(StoredKey {
+    /// The key encoded in an item's sort key; an item without one of ours is
+    /// an error of operation `op`.
+    pub fn of_sort_key(op: &'static str, sort_key: Option<&str>) -> Result<StoredKey> {
+        let (position, id) = sort_key
+            .and_then(Position::parse)
+            .ok_or_else(|| BackendError::new(ErrorKind::Other, op, "an item without a valid sk"))?;
+        Ok(StoredKey {
             id: id.to_owned(),
             position,
         })

@@ -396,13 +396,7 @@ impl Messages for DynamoMessages {
                 .await
                 .map_err(|e| classify(OP, e))?;
             for item in out.items() {
-                let key = get_s(item, "sk")
-                    .as_deref()
-                    .and_then(StoredKey::of_sort_key)
-                    .ok_or_else(|| {
-                        BackendError::new(ErrorKind::Other, OP, "an item without a valid sk")
-                    })?;
-                keys.push(key);
+                keys.push(StoredKey::of_sort_key(OP, get_s(item, "sk").as_deref())?);
             }
             match out.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),

@@ -382,11 +382,7 @@ impl Messages for EmbeddedMessages {
                     })
                     .map_err(|e| sql_error(OP, e))?;
                 sks.iter()
-                    .map(|sk| {
-                        StoredKey::of_sort_key(sk).ok_or_else(|| {
-                            BackendError::new(ErrorKind::Other, OP, "an item without a valid sk")
-                        })
-                    })
+                    .map(|sk| StoredKey::of_sort_key(OP, Some(sk)))
                     .collect()
             })
             .await
