@@ -53,6 +53,16 @@ async fn closed_loop(
     latencies
 }
 
+/// Waits until the worker has finished `n` messages. The fast members have a
+/// frame before the worker has the answers for all its posts (the slow
+/// member's 429s included) and before the gateway has counted them.
+async fn settled(dev: &DevProc, n: usize) {
+    support::counter_reaches(Duration::from_secs(30), "messages done", n as f64, || {
+        dev.metric(r#"switchboard_messages_total{action="sendMessage",outcome="done"}"#)
+    })
+    .await;
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -100,6 +110,7 @@ async fn a_member_that_never_reads_does_not_slow_the_others() {
     let slow_started = Instant::now();
     let slow_latencies = closed_loop(&mut members, &mut ledger, "slow", n_slow).await;
     let with_slow = stats(slow_latencies.clone());
+    settled(&dev, n_base + n_slow).await;
 
     let ok_posts = r#"switchboard_gateway_management_requests_total{op="post",outcome="ok"}"#;
     let full = r#"switchboard_gateway_management_requests_total{op="post",outcome="throttled"}"#;
@@ -122,6 +133,7 @@ async fn a_member_that_never_reads_does_not_slow_the_others() {
     let more_latencies = closed_loop(&mut members, &mut ledger, "more", n_more).await;
     let slow_phase = slow_started.elapsed();
     let more = stats(more_latencies.clone());
+    settled(&dev, n_base + n_slow + n_more).await;
     let rss_after = dev.proc.rss_kib();
     assert_eq!(
         buffered_for_slow(

@@ -50,3 +50,28 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until the counter that `read` returns is `want`; fails at once if it
+/// passes `want`, and after `deadline` if it never gets there. Counters are
+/// bumped *after* the effect a test sees: a frame reaches its client before
+/// the worker has the 200 for it, a dead letter is on the DLQ and a record is
+/// gone before the worker counts them. One read right after the effect races
+/// the count; this does not.
+pub async fn counter_reaches<F, Fut>(deadline: Duration, what: &str, want: f64, mut read: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = f64>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let got = read().await;
+        assert!(got <= want, "{what}: counted {got}, more than {want}");
+        if got == want {
+            return;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("{what}: counted {got} after {deadline:?}, want {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
