@@ -13,6 +13,7 @@ mod support;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use support::jwt::{self, Issuer, SECRET};
+use switchboard::handlers::HandlerKind;
 use switchboard::handlers::authorizer::{Authorizer, AuthorizerEvent, AuthorizerResponse};
 use switchboard::lambda::{self, Function, FunctionConfig, LambdaEnv, config};
 
@@ -250,7 +251,7 @@ mod on_moto {
             .unwrap()
             .to_owned();
 
-        let r = lambda::connect(&f.connect, invocation(&connect))
+        let r = lambda::edge(&f.connect, HandlerKind::Connect, invocation(&connect))
             .await
             .unwrap();
         assert_eq!(r.status_code, 200);
@@ -261,7 +262,9 @@ mod on_moto {
         assert_eq!(item["stage"].as_s().unwrap(), "dev");
 
         let message = fresh(MESSAGE);
-        let r = lambda::send(&f.send, invocation(&message)).await.unwrap();
+        let r = lambda::edge(&f.send, HandlerKind::Send, invocation(&message))
+            .await
+            .unwrap();
         assert_eq!(r.status_code, 200);
         let messages = peek_all(&backend, &stack.queue_url).await;
         assert_eq!(messages.len(), 1);
@@ -279,8 +282,9 @@ mod on_moto {
 
         // $default answers with an error frame listing SWITCHBOARD_ACTIONS;
         // it has no queue or table at all.
-        let r = lambda::default(
+        let r = lambda::edge(
             &f.default,
+            HandlerKind::Default,
             invocation(&serde_json::from_str(DEFAULT).unwrap()),
         )
         .await
@@ -294,9 +298,13 @@ mod on_moto {
         );
 
         let disconnect: Value = serde_json::from_str(DISCONNECT).unwrap();
-        let r = lambda::disconnect(&f.disconnect, invocation(&disconnect))
-            .await
-            .unwrap();
+        let r = lambda::edge(
+            &f.disconnect,
+            HandlerKind::Disconnect,
+            invocation(&disconnect),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status_code, 200);
         assert!(
             connection_item(&backend, &stack, &id).await.is_none(),
@@ -316,14 +324,14 @@ mod on_moto {
         let f = functions(&backend, &stack);
         let connect = fresh(CONNECT);
         let id = connect["requestContext"]["connectionId"].as_str().unwrap();
-        lambda::connect(&f.connect, invocation(&connect))
+        lambda::edge(&f.connect, HandlerKind::Connect, invocation(&connect))
             .await
             .unwrap();
 
         // The connect function given a $disconnect, the disconnect function a
         // $connect, the send function a $default frame.
         let disconnect: Value = serde_json::from_str(DISCONNECT).unwrap();
-        let e = lambda::connect(&f.connect, invocation(&disconnect))
+        let e = lambda::edge(&f.connect, HandlerKind::Connect, invocation(&disconnect))
             .await
             .unwrap_err();
         assert_eq!(e.error_type, "Switchboard.WrongRoute");
@@ -332,7 +340,7 @@ mod on_moto {
             "{}",
             e.error_message
         );
-        let e = lambda::disconnect(&f.disconnect, invocation(&connect))
+        let e = lambda::edge(&f.disconnect, HandlerKind::Disconnect, invocation(&connect))
             .await
             .unwrap_err();
         assert_eq!(e.error_type, "Switchboard.WrongRoute");
@@ -341,7 +349,7 @@ mod on_moto {
             "not deleted"
         );
         let default: Value = serde_json::from_str(DEFAULT).unwrap();
-        let e = lambda::send(&f.send, invocation(&default))
+        let e = lambda::edge(&f.send, HandlerKind::Send, invocation(&default))
             .await
             .unwrap_err();
         assert_eq!(e.error_type, "Switchboard.WrongRoute");
@@ -369,7 +377,9 @@ mod on_moto {
         let mut message = fresh(MESSAGE);
         message["requestContext"]["authorizer"] =
             json!({"principalId": "alice", "userId": "alice", "sessionId": "room1"});
-        let e = lambda::send(&send, invocation(&message)).await.unwrap_err();
+        let e = lambda::edge(&send, HandlerKind::Send, invocation(&message))
+            .await
+            .unwrap_err();
         assert_eq!(e.error_type, "Switchboard.BackendError");
         assert!(
             e.error_message.contains("sqs.SendMessage"),

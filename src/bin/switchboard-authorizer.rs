@@ -6,16 +6,9 @@
 
 use std::process::ExitCode;
 
-use lambda_runtime::service_fn;
-use switchboard::lambda;
+use switchboard::lambda::{self, Function};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let authorizer = match lambda::init_authorizer().await {
-        Ok(authorizer) => authorizer,
-        Err(code) => return code,
-    };
-    lambda::exit(
-        lambda_runtime::run(service_fn(|event| lambda::authorizer(&authorizer, event))).await,
-    )
+    lambda::run(Function::Authorizer).await
 }

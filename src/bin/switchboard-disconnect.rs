@@ -6,16 +6,9 @@
 
 use std::process::ExitCode;
 
-use lambda_runtime::service_fn;
 use switchboard::lambda::{self, Function};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let handlers = match lambda::init_edge(Function::Disconnect).await {
-        Ok(handlers) => handlers,
-        Err(code) => return code,
-    };
-    lambda::exit(
-        lambda_runtime::run(service_fn(|event| lambda::disconnect(&handlers, event))).await,
-    )
+    lambda::run(Function::Disconnect).await
 }

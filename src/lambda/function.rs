@@ -12,41 +12,13 @@ use crate::handlers::authorizer::{
 };
 use crate::handlers::{HandlerError, HandlerKind, Handlers, ProxyResponse, WebSocketEvent};
 
-/// `$connect`: stores the connection (400 with an `error` frame when the
-/// session is missing or invalid).
-pub async fn connect(
-    handlers: &Handlers,
-    event: LambdaEvent<WebSocketEvent>,
-) -> Result<ProxyResponse, Diagnostic> {
-    edge(handlers, HandlerKind::Connect, event).await
-}
-
-/// `$disconnect`: deletes the connection (idempotent).
-pub async fn disconnect(
-    handlers: &Handlers,
-    event: LambdaEvent<WebSocketEvent>,
-) -> Result<ProxyResponse, Diagnostic> {
-    edge(handlers, HandlerKind::Disconnect, event).await
-}
-
-/// `$default`: answers the sender with the actions that exist.
-pub async fn default(
-    handlers: &Handlers,
-    event: LambdaEvent<WebSocketEvent>,
-) -> Result<ProxyResponse, Diagnostic> {
-    edge(handlers, HandlerKind::Default, event).await
-}
-
-/// A custom route (`sendMessage`, `history`, `direct`, ...): enqueues
-/// envelope v1 on the FIFO queue.
-pub async fn send(
-    handlers: &Handlers,
-    event: LambdaEvent<WebSocketEvent>,
-) -> Result<ProxyResponse, Diagnostic> {
-    edge(handlers, HandlerKind::Send, event).await
-}
-
-async fn edge(
+/// Connect, disconnect, default or send, as the function of `kind`:
+/// `$connect` stores the connection (400 with an `error` frame when the
+/// session is missing or invalid), `$disconnect` deletes it (idempotent),
+/// `$default` answers the sender with the actions that exist, and a custom
+/// route (`sendMessage`, `history`, `direct`, ...) enqueues envelope v1 on the
+/// FIFO queue. An event of another route fails the invocation.
+pub async fn edge(
     handlers: &Handlers,
     kind: HandlerKind,
     event: LambdaEvent<WebSocketEvent>,

@@ -13,7 +13,10 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use lambda_runtime::service_fn;
+
 use super::config::{self, EdgeConfig, Function, FunctionConfig, LambdaEnv};
+use super::function::{authorizer as authorize, edge};
 use super::unused::Unconfigured;
 use crate::backend::aws::AwsBackend;
 use crate::backend::{Connections, Queue};
@@ -36,9 +39,31 @@ const RUNTIME_VARS: [&str; 4] = [
     "AWS_LAMBDA_FUNCTION_VERSION",
 ];
 
+/// The whole life of a function binary: the cold start, then invocations
+/// until the Runtime API fails. Each `src/bin/switchboard-*.rs` is one call.
+pub async fn run(function: Function) -> ExitCode {
+    let ended = match function.handler() {
+        Some(kind) => {
+            let handlers = match init_edge(function).await {
+                Ok(handlers) => handlers,
+                Err(code) => return code,
+            };
+            lambda_runtime::run(service_fn(|event| edge(&handlers, kind, event))).await
+        }
+        None => {
+            let authorizer = match init_authorizer().await {
+                Ok(authorizer) => authorizer,
+                Err(code) => return code,
+            };
+            lambda_runtime::run(service_fn(|event| authorize(&authorizer, event))).await
+        }
+    };
+    exit(ended)
+}
+
 /// Cold start of connect, disconnect, default or send: the handlers, or the
 /// exit code after the failure was logged and reported.
-pub async fn init_edge(function: Function) -> Result<Handlers, ExitCode> {
+async fn init_edge(function: Function) -> Result<Handlers, ExitCode> {
     let env = LambdaEnv::process();
     let FunctionConfig::Edge(config) = start(function, &env).await? else {
         unreachable!("{} is an edge function", function.binary())
@@ -83,7 +108,7 @@ pub fn edge_handlers(config: &EdgeConfig, aws: &AwsBackend) -> Handlers {
 
 /// Cold start of the authorizer: its configuration (a JWKS file is read
 /// now; a JWKS URL is fetched on the first token), or the exit code.
-pub async fn init_authorizer() -> Result<Authorizer, ExitCode> {
+async fn init_authorizer() -> Result<Authorizer, ExitCode> {
     let env = LambdaEnv::process();
     let FunctionConfig::Authorizer(config) = start(Function::Authorizer, &env).await? else {
         unreachable!("the authorizer's config")
@@ -100,7 +125,7 @@ pub async fn init_authorizer() -> Result<Authorizer, ExitCode> {
 
 /// The exit code for the end of `lambda_runtime::run` (it returns only when
 /// the Runtime API fails), logged.
-pub fn exit(result: Result<(), lambda_runtime::Error>) -> ExitCode {
+fn exit(result: Result<(), lambda_runtime::Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! The edge handlers as AWS Lambda functions: five binaries
 //! (`src/bin/switchboard-*.rs`, feature `lambda`) for the `provided.al2023`
-//! runtime, each a thin `main` around one function of this module, the same
+//! runtime, each a `main` that calls [`run`], with the same
 //! [`Handlers`](crate::handlers::Handlers) and
 //! [`Authorizer`](crate::handlers::authorizer::Authorizer) the local gateway
 //! runs in-process.
@@ -8,11 +8,11 @@
 //! - [`config`]: what each function reads from its environment, checked once
 //!   at cold start (always compiled, so the template check runs without the
 //!   feature).
-//! - With `lambda`: [`connect`], [`disconnect`], [`default`], [`send`] and
-//!   [`authorizer`] take the invocation as `lambda_runtime` hands it over and
-//!   answer what API Gateway expects; [`init_edge`] and [`init_authorizer`]
-//!   do the cold start (logs, configuration, AWS clients) and fail it with
-//!   one log line when the configuration is wrong.
+//! - With `lambda`: [`run`] is a binary's whole `main`: the cold start (logs,
+//!   configuration, AWS clients; a wrong configuration fails it with one log
+//!   line), then the invocations. [`edge`] (connect, disconnect, default,
+//!   send) and [`authorizer`] handle one invocation as `lambda_runtime` hands
+//!   it over and answer what API Gateway expects.
 //!
 //! The payload is deserialized straight into our own event types
 //! ([`WebSocketEvent`](crate::handlers::WebSocketEvent),
@@ -35,6 +35,6 @@ mod init;
 mod unused;
 
 #[cfg(feature = "lambda")]
-pub use function::{authorizer, connect, default, disconnect, send};
+pub use function::{authorizer, edge};
 #[cfg(feature = "lambda")]
-pub use init::{edge_handlers, exit, init_authorizer, init_edge};
+pub use init::{edge_handlers, run};
