@@ -188,7 +188,7 @@ pub fn encoded_len(value: &Value) -> usize {
 /// Who a message frame is from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct From {
+pub struct FrameSender {
     /// Sender's user, when authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -210,7 +210,7 @@ pub struct MessageFrame {
     /// Route key it was sent with (`sendMessage`, `direct`, ...).
     pub action: String,
     /// Sender.
-    pub from: From,
+    pub from: FrameSender,
     /// When the gateway received it, epoch ms.
     pub sent_at: i64,
     /// Opaque client payload.
@@ -225,7 +225,7 @@ impl MessageFrame {
             id: env.id.clone(),
             session_id: env.session_id.clone(),
             action: env.action.clone(),
-            from: From {
+            from: FrameSender {
                 user_id: env.sender.user_id.clone(),
                 connection_id: env.sender.connection_id.clone(),
             },

@@ -22,13 +22,15 @@ pub mod actions;
 pub mod app;
 pub mod backend;
 pub mod cli;
-pub mod config;
 pub mod envelope;
 pub mod gateway;
 pub mod handlers;
 pub mod lambda;
 pub mod ops;
+pub mod sync;
 pub mod telemetry;
+pub mod usage;
 pub mod worker;
+pub mod worker_config;
 
 pub use app::{Error, run};

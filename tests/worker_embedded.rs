@@ -16,8 +16,8 @@ use switchboard::backend::{
     Connection, Connections, Messages, OutgoingMessage, Queue, ReceiveRequest,
 };
 use switchboard::cli::{Cli, Command};
-use switchboard::config::WorkerConfig;
 use switchboard::ops::migrate::Names;
+use switchboard::worker_config::WorkerConfig;
 
 use support::connections_server::ConnectionsServer;
 use support::embedded::{TempDir, static_sdk_config};

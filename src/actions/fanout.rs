@@ -129,7 +129,7 @@ struct Struggling(std::sync::Mutex<Until>);
 
 impl Struggling {
     fn lock(&self) -> std::sync::MutexGuard<'_, Until> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     fn contains(&self, id: &str) -> bool {

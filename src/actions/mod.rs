@@ -340,7 +340,7 @@ fn stored_frame(m: &StoredMessage) -> MessageFrame {
         id: m.id.clone(),
         session_id: m.session_id.clone(),
         action: m.action.clone(),
-        from: crate::envelope::From {
+        from: crate::envelope::FrameSender {
             user_id: m.sender.user_id.clone(),
             connection_id: m.sender.connection_id.clone(),
         },

@@ -17,11 +17,12 @@ use crate::actions::Pipelines;
 use crate::backend::embedded::EmbeddedStore;
 use crate::backend::{Connections, Queue};
 use crate::cli::DevArgs;
-use crate::config::{UsageError, WorkerConfig, pipelines};
 use crate::gateway::{self, Gateway, GatewayConfig, HandlerBackend};
 use crate::handlers::HandlerKind;
 use crate::ops::migrate::Names;
 use crate::telemetry::{self, GatewayMetrics, Health, Metrics};
+use crate::usage::UsageError;
+use crate::worker_config::{WorkerConfig, pipelines};
 
 /// What `dev` runs, checked up front.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use super::{Error, shutdown_signal};
 use crate::backend::aws::AwsBackend;
 use crate::cli::GatewayArgs;
-use crate::config::UsageError;
+use crate::usage::UsageError;
 
 pub(super) async fn command(args: &GatewayArgs) -> Result<(), Error> {
     use crate::gateway::{Gateway, GatewayConfig, HandlerBackend};

@@ -16,8 +16,8 @@ pub use worker::{
 
 use crate::backend::aws::AwsBackend;
 use crate::cli::{Cli, Command};
-use crate::config::UsageError;
 use crate::ops::migrate;
+use crate::usage::UsageError;
 
 /// A failed command: usage errors exit 2, everything else 1.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use crate::backend::aws::AwsBackend;
 use crate::backend::embedded::{EmbeddedStore, URL_PREFIX};
 use crate::backend::{BackendError, Queue};
 use crate::cli::{HealthcheckArgs, ReplayDlqArgs};
-use crate::config::UsageError;
 use crate::ops::{healthcheck, replay};
+use crate::usage::UsageError;
 
 /// `switchboard replay-dlq` on SQS (or a stand-in behind `AWS_ENDPOINT_URL`),
 /// or with `--data-dir` on the embedded queues.

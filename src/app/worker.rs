@@ -14,9 +14,10 @@ use crate::backend::aws::AwsBackend;
 use crate::backend::embedded::EmbeddedStore;
 use crate::backend::{BackendError, Connections, Messages, Push, Queue};
 use crate::cli::WorkerArgs;
-use crate::config::{UsageError, WorkerConfig};
 use crate::telemetry::{self, Health, Metrics};
+use crate::usage::UsageError;
 use crate::worker::{Handler, Worker};
+use crate::worker_config::WorkerConfig;
 
 pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
     let config = WorkerConfig::from_args(args)?;

@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use super::events::{disconnect_event, message_event};
-use super::ids::{new_id, now_ms};
+use super::ids::new_id;
 use super::registry::{CloseReason, ConnHandle};
+use crate::sync::now_ms;
 
 /// Client messages waiting for their integration, per connection; a client
 /// that sends faster than its integrations answer is slowed down (TCP

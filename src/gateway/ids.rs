@@ -2,8 +2,6 @@
 //! (`L0SM9cOFvHcCIhw=`: 11 random bytes, URL-safe base64, 16 characters), and
 //! the clock formats API Gateway uses.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rand::RngCore;
 
 /// A fresh id: 88 bits from the thread's cryptographic RNG, so ids cannot be
@@ -12,14 +10,6 @@ pub fn new_id() -> String {
     let mut bytes = [0u8; 11];
     rand::rng().fill_bytes(&mut bytes);
     data_encoding::BASE64URL.encode(&bytes)
-}
-
-/// Now, epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct Civil {

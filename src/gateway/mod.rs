@@ -46,9 +46,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{Connections, Queue};
-use crate::config::UsageError;
 use crate::handlers::{HandlerSettings, Handlers};
 use crate::telemetry::GatewayMetrics;
+use crate::usage::UsageError;
 use edge::Edge;
 use integration::Invoker;
 use registry::Registry;

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::edge::KeyState;
-use super::ids::now_ms;
+use crate::sync::now_ms;
 
 /// Who is connecting: what the handshake and the edge checks established.
 #[derive(Debug, Default, Clone)]
@@ -193,7 +193,7 @@ impl ConnHandle {
 
     /// Asks the connection to close; the first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        let mut r = self.close_reason.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = crate::sync::lock(&self.close_reason);
         if r.is_none() {
             *r = Some(reason);
         }
@@ -203,10 +203,7 @@ impl ConnHandle {
 
     /// The reason given to [`close`](Self::close), if any.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.close_reason).clone()
     }
 
     /// Resolves when [`close`](Self::close) was called.
@@ -229,7 +226,7 @@ pub struct Registry {
 impl Registry {
     /// Adds a connection; false if the id is taken.
     pub fn insert(&self, handle: Arc<ConnHandle>) -> bool {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.map);
         if map.contains_key(&handle.id) {
             return false;
         }
@@ -239,30 +236,17 @@ impl Registry {
 
     /// Looks a connection up.
     pub fn get(&self, id: &str) -> Option<Arc<ConnHandle>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        crate::sync::lock(&self.map).get(id).cloned()
     }
 
     /// Forgets a connection.
     pub fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        crate::sync::lock(&self.map).remove(id);
     }
 
     /// Asks every connection to close with `reason`.
     pub fn close_all(&self, reason: CloseReason) {
-        let all: Vec<_> = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all: Vec<_> = crate::sync::lock(&self.map).values().cloned().collect();
         for h in all {
             h.close(reason.clone());
         }
@@ -270,6 +254,6 @@ impl Registry {
 
     /// Connections known now (connecting or open).
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        crate::sync::lock(&self.map).len()
     }
 }

@@ -22,10 +22,11 @@ use super::config::ApiKeySource;
 use super::connection;
 use super::edge::{AuthRefusal, Reason, ip};
 use super::events::{connect_event, method_arn};
-use super::ids::{new_id, now_ms};
+use super::ids::new_id;
 use super::registry::{Caller, ConnHandle};
 use crate::handlers::ProxyResponse;
 use crate::handlers::authorizer::AuthorizerEvent;
+use crate::sync::now_ms;
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "message": text }))).into_response()

@@ -14,10 +14,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::UsageError;
 use crate::handlers::authorizer::AuthorizerConfig;
 use crate::handlers::{HandlerKind, HandlerSettings};
 use crate::telemetry::LogFormat;
+use crate::usage::UsageError;
 use clap::ValueEnum;
 
 /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`; every function.

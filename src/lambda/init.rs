@@ -17,13 +17,13 @@ use lambda_runtime::service_fn;
 
 use super::config::{self, EdgeConfig, Function, FunctionConfig, LambdaEnv};
 use super::function::{authorizer as authorize, edge};
-use super::unused::Unconfigured;
+use super::unconfigured::Unconfigured;
 use crate::backend::aws::AwsBackend;
 use crate::backend::{Connections, Queue};
-use crate::config::UsageError;
 use crate::handlers::Handlers;
 use crate::handlers::authorizer::Authorizer;
 use crate::telemetry::{self, LogFormat};
+use crate::usage::UsageError;
 
 /// What the process exits with when its configuration is wrong (as the CLI).
 const CONFIG_ERROR: u8 = 2;

@@ -32,7 +32,7 @@ mod function;
 #[cfg(feature = "lambda")]
 mod init;
 #[cfg(feature = "lambda")]
-mod unused;
+mod unconfigured;
 
 #[cfg(feature = "lambda")]
 pub use function::{authorizer, edge};

@@ -15,11 +15,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::lease::Leases;
 use crate::backend::QueueMessage;
+use crate::sync::lock;
 use crate::telemetry::Metrics;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The newest receipt handle of a message in hand.
 #[derive(Debug)]

@@ -46,7 +46,7 @@ impl Leases {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         // The map stays consistent even if a holder panicked mid-insert.
-        self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.deadlines)
     }
 
     /// How often the keeper looks, and how early before the deadline it extends.

@@ -4,12 +4,12 @@
 //! failure, extend visibility while work goes on, and drain on shutdown.
 
 mod acker;
-mod core;
 mod handle;
 mod held;
 mod lease;
 mod poll;
 mod scheduler;
+mod state;
 
 pub use handle::{Backoff, Handler, Outcome};
 pub use scheduler::{Groups, Next, Submitted};
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::core::Core;
+use self::state::Core;
 use crate::backend::{MAX_BATCH, Queue};
 use crate::telemetry::{Health, Metrics};
 use held::InHand;
@@ -155,7 +155,7 @@ impl Worker {
         tracing::info!(?grace, "draining");
         core.health.set_draining();
         core.stop_new.cancel();
-        let waiting = self::core::lock(&core.groups).drain();
+        let waiting = crate::sync::lock(&core.groups).drain();
         core.release(waiting, "drain").await;
 
         core.tasks.close();

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::core::Core;
 use super::held::Held;
+use super::state::Core;
 use crate::backend::{MAX_BATCH, ReceiveRequest};
 
 /// How long a receive under way may still take once the drain started.

@@ -132,7 +132,7 @@ use clap::Parser;
 use switchboard::app::run_worker_on_aws;
 use switchboard::backend::{Connection, Connections};
 use switchboard::cli::{Cli, Command};
-use switchboard::config::WorkerConfig;
+use switchboard::worker_config::WorkerConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -211,7 +211,8 @@ impl InProcessWorker {
         let Command::Worker(args) = Cli::try_parse_from(argv).expect("valid flags").command else {
             unreachable!("worker subcommand")
         };
-        let config = switchboard::config::WorkerConfig::from_args(&args).expect("valid config");
+        let config =
+            switchboard::worker_config::WorkerConfig::from_args(&args).expect("valid config");
         let backends = switchboard::app::embedded_backends(store, &config)
             .await
             .expect("embedded backends");

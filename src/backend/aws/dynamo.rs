@@ -1,7 +1,6 @@
 //! [`Connections`] and [`Messages`] on DynamoDB (table layout in `migrations/`).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -19,13 +18,6 @@ type Item = HashMap<String, AttributeValue>;
 pub const BY_SESSION_INDEX: &str = "bySession";
 /// GSI on `userId` (DESIGN.md).
 pub const BY_USER_INDEX: &str = "byUser";
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -151,7 +143,7 @@ impl DynamoConnections {
             .map_err(|e| classify(op, e))?;
         // DynamoDB deletes expired items up to days late; like the embedded
         // tables, never hand out a connection past its TTL.
-        let now = now_secs();
+        let now = crate::sync::now_secs();
         let items = out
             .items()
             .iter()
@@ -189,7 +181,7 @@ impl Connections for DynamoConnections {
             .send()
             .await
             .map_err(|e| classify(OP, e))?;
-        let now = now_secs();
+        let now = crate::sync::now_secs();
         out.item()
             .map(|i| Self::from_item(OP, i))
             .transpose()
@@ -342,7 +334,7 @@ impl Messages for DynamoMessages {
 
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>> {
         const OP: &str = "dynamodb.Query(messages)";
-        let now = now_secs();
+        let now = crate::sync::now_secs();
         let mut out_items = Vec::new();
         let mut start: Option<Item> = None;
         // Expired items may still be returned by DynamoDB; skip them and read on

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{Notify, oneshot};
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::schema::{Sweep, open_blocking, sweep};
 use crate::backend::{BackendError, ErrorKind, Result};
+use crate::sync::lock;
 
 /// Most jobs in one transaction, so one caller never waits behind thousands.
 const MAX_GROUP: usize = 256;
@@ -45,10 +46,7 @@ pub(super) struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let wall_ms = crate::sync::now_ms();
         Clock {
             wall_ms,
             start: Instant::now(),
@@ -172,11 +170,6 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").field("clock", &self.clock).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Jobs run under catch_unwind; a poisoned lock still guards consistent data.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Classifies a SQLite error like the AWS errors: what retrying can fix.

@@ -8,10 +8,10 @@ use toml::Spanned;
 
 use super::validate;
 use super::{ApiKeySource, Environment, GatewayConfig, Limits, Route, aws_limits};
-use crate::config::UsageError;
 use crate::gateway::integration::{Integration, IntegrationSection, IntegrationSpec};
 use crate::gateway::route::RouteSelection;
 use crate::handlers::HandlerKind;
+use crate::usage::UsageError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

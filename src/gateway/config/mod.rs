@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::integration::{Integration, IntegrationSpec};
 use super::route::RouteSelection;
-use crate::config::{UsageError, toml_error};
 use crate::handlers::HandlerKind;
+use crate::usage::{UsageError, toml_error};
 
 mod file;
 mod security;

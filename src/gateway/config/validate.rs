@@ -19,8 +19,8 @@ use super::{
     Environment, GatewayConfig, KeyHash, Management, ManagementCredentials, Quota, QuotaPeriod,
     StageSettings, Throttle, TlsSettings, UsagePlan,
 };
-use crate::config::UsageError;
 use crate::handlers::authorizer::Secret;
+use crate::usage::UsageError;
 
 /// A `{ rate, burst }` table.
 pub(super) fn throttle(

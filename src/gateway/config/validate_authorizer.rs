@@ -10,11 +10,11 @@ use super::file::{AuthorizerSection, Ctx};
 use super::security::DEFAULT_AUTHORIZER_CACHE_TTL;
 use super::validate::secret;
 use super::{AuthorizerSettings, Environment, aws_limits};
-use crate::config::UsageError;
 use crate::handlers::authorizer::{
     ALGORITHMS, AuthorizerConfig, ClaimNames, IdentitySource, JwksSource, MIN_SECRET_BYTES,
     is_hmac, jwks_has_key_for,
 };
+use crate::usage::UsageError;
 
 /// One `[authorizers.NAME]` table, with its secret and JWKS file read.
 pub(crate) fn authorizer(

@@ -63,7 +63,7 @@ impl KeyState {
             return self.throttle();
         };
         let period = period_index(q.quota.period, now_ms);
-        let mut used = q.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = crate::sync::lock(&q.used);
         if used.0 != period {
             *used = (period, 0);
         }

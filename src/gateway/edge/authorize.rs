@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -83,13 +83,6 @@ fn identity_key(stage: &str, values: &[&str]) -> [u8; 32] {
     out
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl GatewayAuthorizer {
     /// The authorizer of `settings`.
     pub fn new(settings: &AuthorizerSettings) -> Self {
@@ -126,7 +119,9 @@ impl GatewayAuthorizer {
             // Never reuse an answer past the token's own expiry.
             let left = decision
                 .expires_at
-                .map(|exp| Duration::from_secs(u64::try_from(exp - now_secs()).unwrap_or(0)))
+                .map(|exp| {
+                    Duration::from_secs(u64::try_from(exp - crate::sync::now_secs()).unwrap_or(0))
+                })
                 .unwrap_or(self.ttl);
             let keep = self.ttl.min(left);
             if !keep.is_zero() {
@@ -140,7 +135,7 @@ impl GatewayAuthorizer {
         if self.ttl.is_zero() {
             return None;
         }
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = crate::sync::lock(&self.cache);
         cache
             .get(key)
             .filter(|c| c.until > Instant::now())
@@ -149,7 +144,7 @@ impl GatewayAuthorizer {
 
     fn store(&self, key: [u8; 32], response: AuthorizerResponse, keep: Duration) {
         let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.cache);
         if cache.len() >= MAX_CACHED {
             cache.retain(|_, c| c.until > now);
             if cache.len() >= MAX_CACHED {

@@ -368,7 +368,7 @@ api_keys = ["sha256:{key}"]
 "#
         ));
         let ping = &config.routes["ping"];
-        let now = crate::gateway::ids::now_ms();
+        let now = crate::sync::now_ms();
         assert_eq!(
             e.check_message("dev", ping, None, now),
             Err(Reason::ApiKeyMissing)

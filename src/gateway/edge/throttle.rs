@@ -71,7 +71,7 @@ impl Bucket {
 
     /// Takes a token; `Err(wait)` when the bucket is empty.
     pub fn try_take(&self) -> Result<(), Duration> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = crate::sync::lock(&self.state);
         s.take(self.limit, Instant::now())
     }
 }
@@ -100,7 +100,7 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
     /// Takes a token from `key`'s bucket.
     pub fn try_take(&self, key: &K) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.map);
         if let Some(s) = map.get_mut(key) {
             return s.take(self.limit, now);
         }
@@ -120,7 +120,7 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
     /// Keys tracked now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        crate::sync::lock(&self.map).len()
     }
 }
 

@@ -4,11 +4,11 @@
 use jsonwebtoken::Algorithm;
 
 use super::LambdaEnv;
-use crate::config::UsageError;
 use crate::handlers::authorizer::{
     ALGORITHMS as JOSE_ALGORITHMS, AuthorizerConfig, ClaimNames, IdentitySource, JwksSource,
     MIN_SECRET_BYTES, Secret, is_hmac, jwks_has_key_for,
 };
+use crate::usage::UsageError;
 
 /// Where the token is, e.g. `route.request.querystring.token` (required;
 /// the same list as the API Gateway authorizer's `IdentitySource`).

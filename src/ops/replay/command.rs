@@ -10,7 +10,7 @@ use super::{Event, ReplayOptions, Summary, replay};
 use crate::app::Error;
 use crate::backend::{BackendError, ErrorKind, Queue, QueueInfo};
 use crate::cli::ReplayDlqArgs;
-use crate::config::UsageError;
+use crate::usage::UsageError;
 
 /// The options of a run, from the command line.
 pub fn options(args: &ReplayDlqArgs) -> ReplayOptions {

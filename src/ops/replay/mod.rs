@@ -27,7 +27,7 @@
 pub mod command;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
@@ -212,7 +212,7 @@ pub fn replay_dedup_id(dlq_message_id: &str) -> Result<String, String> {
 /// `reason` is not kept under its own name: on the target queue it would make
 /// the message look like a dead letter, and a second dead-lettering writes a
 /// fresh `reason` of its own.
-pub fn replay_attributes(msg: &QueueMessage, now_ms: u128) -> BTreeMap<String, String> {
+pub fn replay_attributes(msg: &QueueMessage, now_ms: i64) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = msg
         .attributes
         .iter()
@@ -233,13 +233,6 @@ pub fn replay_attributes(msg: &QueueMessage, now_ms: u128) -> BTreeMap<String, S
         out.entry(k.to_owned()).or_insert(v);
     }
     out
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 /// A message kept in flight until the end of the run, then released.
@@ -470,7 +463,7 @@ async fn move_one(target: &dyn Queue, dlq: &dyn Queue, m: &QueueMessage) -> Resu
         body: m.body.clone(),
         group_id: m.group_id.clone(),
         dedup_id: replay_dedup_id(&m.message_id)?,
-        attributes: replay_attributes(m, now_ms()),
+        attributes: replay_attributes(m, crate::sync::now_ms()),
     };
     let new_id = target
         .send(&out)

@@ -1,5 +1,6 @@
-//! Command-line arguments turned into the typed settings each part takes.
-//! Everything that can be checked before touching AWS is checked here.
+//! `switchboard worker`'s flags turned into its validated settings
+//! ([`WorkerConfig`]); everything that can be checked before touching AWS is
+//! checked here.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,12 +9,8 @@ use serde::Deserialize;
 
 use crate::actions::{ActionSettings, Pipelines, RetryPolicy};
 use crate::cli::WorkerArgs;
+use crate::usage::{UsageError, toml_error};
 use crate::worker::{Backoff, WorkerSettings};
-
-/// A usage or configuration error: exit code 2, one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// Everything `switchboard worker` needs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +46,6 @@ pub struct WorkerConfig {
 struct RoutesFile {
     #[serde(default)]
     routes: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// A TOML error as ` line N: message`, one line.
-pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let line = e
-        .span()
-        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let message = e.message().trim().replace('\n', " ");
-    match line {
-        Some(l) => format!(" line {l}: {message}"),
-        None => format!(": {message}"),
-    }
 }
 
 /// Applies a routes file (`[routes] KEY = ["store", "broadcast"]`) to `pipelines`.

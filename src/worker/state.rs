@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
@@ -17,6 +17,7 @@ use super::held::{Held, InHand};
 use super::lease::Leases;
 use super::{Groups, Handler, Next, Outcome, Submitted, WorkerSettings};
 use crate::backend::{BackendError, MAX_BATCH, OutgoingMessage, Queue, QueueMessage};
+use crate::sync::{lock, now_ms};
 use crate::telemetry::{Health, Metrics};
 
 pub(super) struct Core {
@@ -36,17 +37,6 @@ pub(super) struct Core {
     pub(super) stop_new: CancellationToken,
     /// Grace period nearly over: cut off running work and release it.
     pub(super) cut_off: CancellationToken,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 impl Core {
