@@ -218,20 +218,40 @@ pub struct MessageFrame {
 }
 
 impl MessageFrame {
-    /// The frame for an envelope.
-    pub fn from_envelope(env: &Envelope) -> Self {
+    /// The frame of one message from its parts: the one constructor, used for
+    /// a live envelope and for a stored message alike.
+    pub fn new(
+        id: &str,
+        session_id: &str,
+        action: &str,
+        sender: &Sender,
+        sent_at: i64,
+        payload: &Value,
+    ) -> Self {
         MessageFrame {
             kind: "message".into(),
-            id: env.id.clone(),
-            session_id: env.session_id.clone(),
-            action: env.action.clone(),
+            id: id.into(),
+            session_id: session_id.into(),
+            action: action.into(),
             from: FrameSender {
-                user_id: env.sender.user_id.clone(),
-                connection_id: env.sender.connection_id.clone(),
+                user_id: sender.user_id.clone(),
+                connection_id: sender.connection_id.clone(),
             },
-            sent_at: env.received_at,
-            payload: env.payload.clone(),
+            sent_at,
+            payload: payload.clone(),
         }
+    }
+
+    /// The frame for an envelope.
+    pub fn from_envelope(env: &Envelope) -> Self {
+        Self::new(
+            &env.id,
+            &env.session_id,
+            &env.action,
+            &env.sender,
+            env.received_at,
+            &env.payload,
+        )
     }
 }
 
