@@ -8,8 +8,14 @@ use serde_json::Value;
 /// The only envelope version this worker understands.
 pub const ENVELOPE_VERSION: u64 = 1;
 
-/// Largest encoded `payload` accepted (DESIGN.md: 128 KiB, API Gateway's message limit).
-pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+/// API Gateway's 128 KiB WebSocket limit: the largest message a client may send
+/// and the largest frame one @connections post (PostToConnection) may carry.
+/// The one definition of that limit; the others below and in the gateway and
+/// the worker's steps are this constant.
+pub const API_GATEWAY_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// Largest encoded `payload` accepted (DESIGN.md: API Gateway's message limit).
+pub const MAX_PAYLOAD_BYTES: usize = API_GATEWAY_MESSAGE_BYTES;
 
 /// SQS limits MessageGroupId and MessageDeduplicationId to 128 characters.
 pub const MAX_ID_CHARS: usize = 128;

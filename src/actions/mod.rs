@@ -22,10 +22,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::backend::{Connections, Messages};
-use crate::envelope::{Envelope, ErrorFrame};
-
-/// Largest frame the @connections API accepts (PostToConnection: 128 KiB).
-pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, ErrorFrame};
 
 /// Settings of the steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,11 +117,11 @@ impl Actions {
 fn encode(frame: &impl Serialize) -> Result<Bytes, ActionError> {
     let bytes = serde_json::to_vec(frame)
         .map_err(|e| ActionError::bad("internal", format!("cannot encode frame: {e}")))?;
-    if bytes.len() > MAX_FRAME_BYTES {
+    if bytes.len() > API_GATEWAY_MESSAGE_BYTES {
         return Err(ActionError::bad(
             "payload_too_large",
             format!(
-                "the frame would be {} bytes; @connections accepts at most {MAX_FRAME_BYTES}",
+                "the frame would be {} bytes; @connections accepts at most {API_GATEWAY_MESSAGE_BYTES}",
                 bytes.len()
             ),
         ));

@@ -35,7 +35,7 @@ use file::File;
 pub mod aws_limits {
     use std::time::Duration;
     /// Largest message (all frames of it): 128 KiB.
-    pub const MESSAGE_BYTES: usize = 128 * 1024;
+    pub const MESSAGE_BYTES: usize = crate::envelope::API_GATEWAY_MESSAGE_BYTES;
     /// Largest frame: 32 KiB.
     pub const FRAME_BYTES: usize = 32 * 1024;
     /// Idle connection timeout: 10 minutes.
