@@ -9,127 +9,20 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderName, HeaderValue, Method, Request, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Request, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::integration::{Template, context_value, context_variable};
+use super::config::{HttpSpec, Source, Target};
 use super::route::{json_path, scalar};
+use super::template::context_value;
 use crate::handlers::{EventType, ProxyResponse, WebSocketEvent};
 
 /// Largest integration response read; a route response frame is at most 128 KiB.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
-
-/// Where an `http`/`http_proxy` integration sends requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSpec {
-    /// `http://host:port/path`.
-    pub uri: Uri,
-    /// Request method (default POST).
-    pub method: Method,
-    parameters: Vec<(Target, Source)>,
-    template: Option<Template>,
-    forward_connect_headers: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Target {
-    Header(HeaderName),
-    Query(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Source {
-    Static(String),
-    Context(&'static str),
-    Header(String),
-    Query(String),
-    Body(Vec<String>),
-}
-
-fn parse_target(key: &str) -> Result<Target, String> {
-    if let Some(name) = key.strip_prefix("integration.request.header.") {
-        return HeaderName::from_bytes(name.as_bytes())
-            .map(Target::Header)
-            .map_err(|_| format!("`{name}` is not a valid header name"));
-    }
-    if let Some(name) = key.strip_prefix("integration.request.querystring.") {
-        if !name.is_empty() {
-            return Ok(Target::Query(name.to_owned()));
-        }
-    }
-    Err(format!(
-        "request parameter `{key}`: use integration.request.header.<name> or \
-         integration.request.querystring.<name>"
-    ))
-}
-
-fn parse_source(value: &str) -> Result<Source, String> {
-    if let Some(s) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        return Ok(Source::Static(s.to_owned()));
-    }
-    if let Some(name) = value.strip_prefix("context.") {
-        return context_variable(name)
-            .map(Source::Context)
-            .ok_or_else(|| format!("unknown context variable `{name}`"));
-    }
-    if let Some(name) = value.strip_prefix("route.request.header.") {
-        return Ok(Source::Header(name.to_ascii_lowercase()));
-    }
-    if let Some(name) = value.strip_prefix("route.request.querystring.") {
-        return Ok(Source::Query(name.to_owned()));
-    }
-    if let Some(path) = value.strip_prefix("route.request.body.") {
-        return Ok(Source::Body(path.split('.').map(str::to_owned).collect()));
-    }
-    Err(format!(
-        "request parameter value `{value}`: use 'static text', context.<variable>, \
-         route.request.header.<name>, route.request.querystring.<name> or route.request.body.<path>"
-    ))
-}
-
-impl HttpSpec {
-    /// Checks a configured endpoint.
-    pub(super) fn new(
-        uri: &str,
-        method: Option<&str>,
-        parameters: &BTreeMap<String, String>,
-        template: Option<&str>,
-        forward_connect_headers: bool,
-    ) -> Result<Self, String> {
-        let parsed: Uri = uri
-            .parse()
-            .map_err(|e| format!("uri `{uri}` is not a URL: {e}"))?;
-        match parsed.scheme_str() {
-            Some("http") if parsed.host().is_some() => {}
-            Some("https") => {
-                return Err(format!(
-                    "uri `{uri}`: the local gateway calls http:// endpoints only"
-                ));
-            }
-            _ => return Err(format!("uri `{uri}` must be http://host[:port]/path")),
-        }
-        let method = match method {
-            None => Method::POST,
-            Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                .map_err(|_| format!("method `{m}` is not an HTTP method"))?,
-        };
-        let parameters = parameters
-            .iter()
-            .map(|(k, v)| Ok((parse_target(k)?, parse_source(v)?)))
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(HttpSpec {
-            uri: parsed,
-            method,
-            parameters,
-            template: template.map(Template::parse).transpose()?,
-            forward_connect_headers,
-        })
-    }
-}
 
 /// The shared HTTP client.
 #[derive(Clone, Debug)]

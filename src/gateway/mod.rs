@@ -25,11 +25,11 @@ mod management;
 mod registry;
 pub mod route;
 pub mod sigv4;
+pub mod template;
 pub mod tls;
 mod upgrade;
 
-pub use config::{GatewayConfig, Limits, Management, Route};
-pub use integration::{Integration, IntegrationSpec};
+pub use config::{GatewayConfig, Integration, IntegrationSpec, Limits, Management, Route};
 pub use registry::CloseReason;
 
 use std::future::Future;

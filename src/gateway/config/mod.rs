@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::integration::{Integration, IntegrationSpec};
 use super::route::RouteSelection;
 use crate::handlers::HandlerKind;
 use crate::usage::{UsageError, toml_error};
 
 mod file;
+mod integration;
+mod load;
 mod security;
 #[cfg(test)]
 mod security_tests;
@@ -28,6 +29,9 @@ pub use security::{
     Management, ManagementCredentials, Quota, QuotaPeriod, StageSettings, Throttle, TlsSettings,
     UsagePlan,
 };
+
+pub use integration::{HttpSpec, Integration, IntegrationSpec};
+pub(super) use integration::{Source, Target};
 
 use file::File;
 

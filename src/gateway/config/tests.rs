@@ -1,5 +1,4 @@
 use super::*;
-use crate::gateway::integration::IntegrationSpec;
 
 fn parse(text: &str) -> Result<GatewayConfig, String> {
     GatewayConfig::parse(text, "gw.toml").map_err(|e| e.0)

@@ -10,8 +10,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
-pub(super) use super::validate_authorizer::authorizer;
-
 use super::file::{
     Ctx, ManagementSection, StageSection, ThrottleSection, TlsSection, UsagePlanSection,
 };

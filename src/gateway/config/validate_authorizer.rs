@@ -17,7 +17,7 @@ use crate::handlers::authorizer::{
 use crate::usage::UsageError;
 
 /// One `[authorizers.NAME]` table, with its secret and JWKS file read.
-pub(crate) fn authorizer(
+pub(super) fn authorizer(
     cx: &Ctx<'_>,
     env: &Environment<'_>,
     name: &str,
