@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::config::{HttpSpec, Source, Target};
 use super::route::{json_path, scalar};
@@ -147,15 +148,29 @@ fn with_query(uri: &Uri, extra: &[(String, String)]) -> Result<Uri, String> {
     Uri::from_parts(parts).map_err(|e| format!("bad URL: {e}"))
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
+/// Everything but RFC 3986's unreserved characters is percent-encoded in a query.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_added_percent_encoded() {
+        let uri: Uri = "http://127.0.0.1:9/p?a=1".parse().unwrap();
+        let extra = [("k y".to_owned(), "a&b=ü~-._/".to_owned())];
+        assert_eq!(
+            with_query(&uri, &extra).unwrap().to_string(),
+            "http://127.0.0.1:9/p?a=1&k%20y=a%26b%3D%C3%BC~-._%2F"
+        );
+        assert_eq!(with_query(&uri, &[]).unwrap(), uri);
     }
-    out
 }
