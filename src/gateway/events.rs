@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
 
-use super::ids::{clf_time, new_id};
+use super::clock::clf_time;
+use super::ids::new_id;
 use super::registry::ConnHandle;
 use crate::handlers::{EventType, Identity, RequestContext, WebSocketEvent};
 

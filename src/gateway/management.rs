@@ -21,8 +21,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Gateway;
+use super::clock::iso_time;
 use super::config::Management;
-use super::ids::{iso_time, new_id};
+use super::ids::new_id;
 use super::registry::{CloseReason, PostOutcome};
 use super::sigv4::{self, SigV4Error};
 

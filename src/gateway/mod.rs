@@ -14,6 +14,7 @@
 //! it to AWS. Embed it with [`Gateway::new`] and [`run`]; extend its HTTP
 //! surface with [`Gateway::router`].
 
+pub mod clock;
 pub mod config;
 mod connection;
 pub mod edge;
