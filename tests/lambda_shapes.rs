@@ -60,14 +60,14 @@ fn assert_same_event(name: &str, json: &str) {
     assert_eq!(o.disconnect_reason, a.disconnect_reason, "{name}");
     assert_eq!(ours.body, aws.body, "{name}");
     assert_eq!(ours.is_base64_encoded, aws.is_base64_encoded, "{name}");
-    for (k, v) in ours.query_string_parameters.iter().flatten() {
+    for (k, v) in ours.request.query_string_parameters.iter().flatten() {
         assert_eq!(
             aws.query_string_parameters.first(k),
             Some(v.as_str()),
             "{name}: ?{k}"
         );
     }
-    for (k, v) in ours.headers.iter().flatten() {
+    for (k, v) in ours.request.headers.iter().flatten() {
         let theirs = aws.headers.get(k.as_str()).map(|h| h.to_str().unwrap());
         assert_eq!(theirs, Some(v.as_str()), "{name}: header {k}");
     }

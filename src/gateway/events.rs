@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use super::clock::clf_time;
 use super::ids::new_id;
 use super::registry::ConnHandle;
-use crate::handlers::{EventType, Identity, RequestContext, WebSocketEvent};
+use crate::handlers::{EventType, Identity, RequestContext, RequestParameters, WebSocketEvent};
 
 /// The API id the local gateway reports (`requestContext.apiId`).
 pub const LOCAL_API_ID: &str = "local";
@@ -89,11 +89,13 @@ pub fn connect_event(
         q_multi.entry(k.clone()).or_default().push(v.clone());
     }
     WebSocketEvent {
-        headers: (!single.is_empty()).then_some(single),
-        multi_value_headers: (!multi.is_empty()).then_some(multi),
-        query_string_parameters: (!q_single.is_empty()).then_some(q_single),
-        multi_value_query_string_parameters: (!q_multi.is_empty()).then_some(q_multi),
-        stage_variables: None,
+        request: RequestParameters {
+            headers: (!single.is_empty()).then_some(single),
+            multi_value_headers: (!multi.is_empty()).then_some(multi),
+            query_string_parameters: (!q_single.is_empty()).then_some(q_single),
+            multi_value_query_string_parameters: (!q_multi.is_empty()).then_some(q_multi),
+            stage_variables: None,
+        },
         request_context: context(handle, "$connect", EventType::Connect, request_id, now),
         body: None,
         is_base64_encoded: false,
@@ -111,11 +113,7 @@ pub fn message_event(
     let mut ctx = context(handle, route_key, EventType::Message, request_id, now);
     ctx.message_id = Some(new_id());
     WebSocketEvent {
-        headers: None,
-        multi_value_headers: None,
-        query_string_parameters: None,
-        multi_value_query_string_parameters: None,
-        stage_variables: None,
+        request: RequestParameters::default(),
         request_context: ctx,
         body: Some(body),
         is_base64_encoded: false,
@@ -128,11 +126,7 @@ pub fn disconnect_event(handle: &ConnHandle, code: u16, reason: &str, now: i64) 
     ctx.disconnect_status_code = Some(i64::from(code));
     ctx.disconnect_reason = Some(reason.to_owned());
     WebSocketEvent {
-        headers: None,
-        multi_value_headers: None,
-        query_string_parameters: None,
-        multi_value_query_string_parameters: None,
-        stage_variables: None,
+        request: RequestParameters::default(),
         request_context: ctx,
         body: None,
         is_base64_encoded: false,

@@ -59,7 +59,7 @@ impl HttpClient {
         let uri = with_query(&spec.uri, &query)?;
         let mut req = Request::builder().method(spec.method.clone()).uri(uri);
         if spec.forward_connect_headers && event.request_context.event_type == EventType::Connect {
-            for (name, value) in event.headers.iter().flatten() {
+            for (name, value) in event.request.headers.iter().flatten() {
                 let lower = name.to_ascii_lowercase();
                 let hop = ["host", "connection", "upgrade", "content-length"]
                     .contains(&lower.as_str())
@@ -118,12 +118,7 @@ fn source_value(source: &Source, event: &WebSocketEvent) -> Option<String> {
     match source {
         Source::Static(s) => Some(s.clone()),
         Source::Context(name) => Some(context_value(event, name)),
-        Source::Header(name) => event
-            .headers
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone()),
+        Source::Header(name) => event.request.header(name).map(str::to_owned),
         Source::Query(name) => event.query(name).map(str::to_owned),
         Source::Body(path) => {
             let body: serde_json::Value = serde_json::from_str(event.body.as_deref()?).ok()?;

@@ -159,14 +159,14 @@ mod tests {
     #[test]
     fn missing_or_invalid_sessions_are_refused_with_400() {
         let mut e = event();
-        e.query_string_parameters = None;
+        e.request.query_string_parameters = None;
         let r = connection_record(&e, ttl()).unwrap_err();
         assert_eq!(r.status_code, 400);
         assert_eq!(error_code(&r), "missing_session");
         assert!(r.body.as_deref().unwrap().contains("?session="));
 
         for bad in ["", "has space", &"x".repeat(129), "naïve"] {
-            e.query_string_parameters = Some(
+            e.request.query_string_parameters = Some(
                 [("session".to_owned(), bad.to_owned())]
                     .into_iter()
                     .collect(),
@@ -176,7 +176,8 @@ mod tests {
             assert_eq!(error_code(&r), "invalid_session", "{bad:?}");
         }
         let longest = "x".repeat(128);
-        e.query_string_parameters = Some([("session".to_owned(), longest)].into_iter().collect());
+        e.request.query_string_parameters =
+            Some([("session".to_owned(), longest)].into_iter().collect());
         assert!(connection_record(&e, ttl()).is_ok());
     }
 }

@@ -28,21 +28,10 @@ pub enum EventType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebSocketEvent {
-    /// Request headers of the upgrade request (`$connect` only; last value wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Every value of every header (`$connect` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multi_value_headers: Option<BTreeMap<String, Vec<String>>>,
-    /// Query string of the upgrade request (`$connect` only; last value wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query_string_parameters: Option<BTreeMap<String, String>>,
-    /// Every value of every query parameter (`$connect` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multi_value_query_string_parameters: Option<BTreeMap<String, Vec<String>>>,
-    /// Stage variables, when the stage defines any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage_variables: Option<BTreeMap<String, String>>,
+    /// Headers, query string and stage variables (`$connect` only but stage
+    /// variables); flattened, so the JSON is AWS's.
+    #[serde(flatten)]
+    pub request: RequestParameters,
     /// Who, where and what: connection, route, stage, identity, authorizer output.
     pub request_context: RequestContext,
     /// The client's frame (messages only).
@@ -51,6 +40,48 @@ pub struct WebSocketEvent {
     /// Whether `body` is base64 (binary frames; the local gateway never sends them).
     #[serde(default)]
     pub is_base64_encoded: bool,
+}
+
+/// The request fields an upgrade request's proxy event and its authorizer event
+/// share, at the top level of both (`headers`, `multiValueHeaders`,
+/// `queryStringParameters`, `multiValueQueryStringParameters`, `stageVariables`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestParameters {
+    /// Request headers of the upgrade request (last value wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Every value of every header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_value_headers: Option<BTreeMap<String, Vec<String>>>,
+    /// Query string of the upgrade request (last value wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_string_parameters: Option<BTreeMap<String, String>>,
+    /// Every value of every query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_value_query_string_parameters: Option<BTreeMap<String, Vec<String>>>,
+    /// Stage variables, when the stage defines any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_variables: Option<BTreeMap<String, String>>,
+}
+
+impl RequestParameters {
+    /// A header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query string parameter (names are case-sensitive, as on API Gateway).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query_string_parameters
+            .as_ref()?
+            .get(name)
+            .map(String::as_str)
+    }
 }
 
 /// `requestContext` of a WebSocket proxy event.
@@ -130,10 +161,7 @@ impl RequestContext {
 impl WebSocketEvent {
     /// A query string parameter of the upgrade request.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query_string_parameters
-            .as_ref()?
-            .get(name)
-            .map(String::as_str)
+        self.request.query(name)
     }
 }
 

@@ -16,7 +16,9 @@ pub mod event;
 mod send;
 
 pub use connect::{connection_record, validate_session};
-pub use event::{EventType, Identity, ProxyResponse, RequestContext, WebSocketEvent};
+pub use event::{
+    EventType, Identity, ProxyResponse, RequestContext, RequestParameters, WebSocketEvent,
+};
 pub use send::envelope_for;
 
 use std::str::FromStr;

@@ -2,13 +2,10 @@
 //! sends to (and expects from) a Lambda authorizer on a WebSocket `$connect`
 //! (`tests/fixtures/apigw-ws-authorizer.json`), and the IAM policy evaluation
 //! API Gateway applies to the answer.
-
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::handlers::{RequestContext, WebSocketEvent};
+use crate::handlers::{RequestContext, RequestParameters, WebSocketEvent};
 
 /// One REQUEST authorizer invocation: the `$connect` request's headers, query
 /// string and context, plus `type` and `methodArn`.
@@ -20,21 +17,9 @@ pub struct AuthorizerEvent {
     pub kind: String,
     /// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/$connect`.
     pub method_arn: String,
-    /// Request headers (last value wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Every value of every header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multi_value_headers: Option<BTreeMap<String, Vec<String>>>,
-    /// Query string (last value wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query_string_parameters: Option<BTreeMap<String, String>>,
-    /// Every value of every query parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub multi_value_query_string_parameters: Option<BTreeMap<String, Vec<String>>>,
-    /// Stage variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage_variables: Option<BTreeMap<String, String>>,
+    /// Headers, query string and stage variables of the `$connect` request.
+    #[serde(flatten)]
+    pub request: RequestParameters,
     /// The `$connect` request context (connection id, stage, source IP, ...).
     pub request_context: RequestContext,
 }
@@ -48,30 +33,19 @@ impl AuthorizerEvent {
         AuthorizerEvent {
             kind: "REQUEST".into(),
             method_arn,
-            headers: event.headers.clone(),
-            multi_value_headers: event.multi_value_headers.clone(),
-            query_string_parameters: event.query_string_parameters.clone(),
-            multi_value_query_string_parameters: event.multi_value_query_string_parameters.clone(),
-            stage_variables: event.stage_variables.clone(),
+            request: event.request.clone(),
             request_context,
         }
     }
 
     /// A header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.request.header(name)
     }
 
     /// A query string parameter (names are case-sensitive, as on API Gateway).
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query_string_parameters
-            .as_ref()?
-            .get(name)
-            .map(String::as_str)
+        self.request.query(name)
     }
 }
 
