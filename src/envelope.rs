@@ -1,6 +1,9 @@
 //! The queue message (envelope v1) written by the send handler, and the frames the
 //! worker sends to clients. Formats are the contract in DESIGN.md; docs/envelope.md
 //! explains them for users.
+//!
+//! Over 400 lines only by its tests (the code is about 320): the envelope and
+//! the frames are one contract, kept in one file.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -5,6 +5,9 @@
 //! route throttles and, for routes that require one, the connection's API key.
 //! Each refusal carries API Gateway's status and message and a metrics reason.
 //! The mapping to AWS and what each control does not stop: docs/security.md.
+//!
+//! Over 400 lines only by its tests (the code is about 300), which check the
+//! order of the controls end to end.
 
 mod api_keys;
 mod authorize;
