@@ -36,7 +36,7 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
             // Like `dev`, create what is missing (idempotent): the queue of
             // --queue-url with its `-dlq` twin and the two tables.
             let queue = config.queue_url.trim_start_matches("embedded://");
-            let names = crate::ops::migrate::Names {
+            let names = crate::migrations::Names {
                 connections_table: config.connections_table.clone(),
                 messages_table: config.messages_table.clone(),
                 queue: queue.to_owned(),

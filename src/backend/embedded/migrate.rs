@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::EmbeddedStore;
 use super::queue::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
 use crate::backend::{BackendError, ErrorKind, Result};
-use crate::ops::migrate::{Names, migrations};
+use crate::migrations::{Names, migrations};
 
 const OP: &str = "embedded.Migrate";
 

@@ -29,7 +29,7 @@ pub use tables::{DEFAULT_PAGE_SIZE, EmbeddedConnections, EmbeddedMessages};
 use std::path::{Path, PathBuf};
 
 use super::{BackendError, ErrorKind, Result};
-use crate::ops::migrate::Names;
+use crate::migrations::Names;
 use db::{Db, Location};
 
 /// The database file inside a state directory.
