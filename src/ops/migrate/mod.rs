@@ -15,19 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::backend::aws::AwsBackend;
-use crate::cli::MigrateArgs;
 pub use crate::migrations::{MIGRATIONS, Migration, Names, migrations};
-
-impl From<&MigrateArgs> for Names {
-    fn from(a: &MigrateArgs) -> Self {
-        Names {
-            connections_table: a.tables.connections_table.clone(),
-            messages_table: a.tables.messages_table.clone(),
-            queue: a.queue_name.clone(),
-            dlq: a.dlq_name.clone(),
-        }
-    }
-}
 
 /// What `migrate` ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
