@@ -16,6 +16,7 @@
 //! list of what is and is not reproduced.
 
 mod db;
+mod error;
 mod migrate;
 mod queue;
 mod schema;
@@ -106,7 +107,7 @@ impl EmbeddedStore {
     /// Applies the queue definitions of `migrations/` under `names`, like
     /// `switchboard migrate` does on AWS; safe to run on every start.
     pub async fn migrate(&self, names: &Names) -> Result<Migrated> {
-        migrate::run(self, names).await
+        migrate::run(&self.db, names).await
     }
 
     /// Removes expired items, expired deduplication entries and messages past

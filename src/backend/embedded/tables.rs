@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{Connection as Sql, OptionalExtension, Row, params};
 
-use super::db::{Db, sql_error};
+use super::db::Db;
+use super::error::sql_error;
 use crate::backend::{
     BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, StoredKey,
     StoredMessage,

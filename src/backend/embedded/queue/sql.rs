@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DEDUP_WINDOW_MS, DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
-use crate::backend::embedded::db::sql_error;
+use super::settings::{DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
+use crate::backend::embedded::error::sql_error;
+use crate::backend::embedded::schema::DEDUP_WINDOW_MS;
 use crate::backend::{BackendError, ErrorKind, OutgoingMessage, QueueMessage, Result};
 
 /// SQS looks for available groups among the first 20,000 messages only (a
