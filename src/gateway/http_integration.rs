@@ -56,10 +56,10 @@ fn parse_target(key: &str) -> Result<Target, String> {
             .map(Target::Header)
             .map_err(|_| format!("`{name}` is not a valid header name"));
     }
-    if let Some(name) = key.strip_prefix("integration.request.querystring.") {
-        if !name.is_empty() {
-            return Ok(Target::Query(name.to_owned()));
-        }
+    if let Some(name) = key.strip_prefix("integration.request.querystring.")
+        && !name.is_empty()
+    {
+        return Ok(Target::Query(name.to_owned()));
     }
     Err(format!(
         "request parameter `{key}`: use integration.request.header.<name> or \
@@ -193,10 +193,10 @@ impl HttpClient {
             .map_err(|e| format!("{} {}: {e}", spec.method, spec.uri))?;
         let status = resp.status().as_u16();
         let mut out_headers = BTreeMap::new();
-        if let Some(p) = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL) {
-            if let Ok(p) = p.to_str() {
-                out_headers.insert("Sec-WebSocket-Protocol".to_owned(), p.to_owned());
-            }
+        if let Some(p) = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL)
+            && let Ok(p) = p.to_str()
+        {
+            out_headers.insert("Sec-WebSocket-Protocol".to_owned(), p.to_owned());
         }
         let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
             .collect()

@@ -385,11 +385,11 @@ pub(super) fn send_tx(
             .optional()
         })
         .map_err(sql)?;
-    if let Some((id, expires)) = seen {
-        if expires > now {
-            // Accepted and dropped, like SQS: the window counts from the first send.
-            return Ok((id, false));
-        }
+    if let Some((id, expires)) = seen
+        && expires > now
+    {
+        // Accepted and dropped, like SQS: the window counts from the first send.
+        return Ok((id, false));
     }
     let id = new_message_id(OP)?;
     let attributes = serde_json::to_string(&msg.attributes)
