@@ -1,5 +1,9 @@
 //! The queue's transactions: each runs inside one group-commit transaction
 //! of the store (see `db`), so it sees and leaves a consistent queue.
+//!
+//! Over 400 lines because send, receive (with redrive), visibility changes and
+//! deletes share the row loading and handle checks below and are read together
+//! to check the FIFO rules; a third of it is the receive path alone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
