@@ -146,11 +146,11 @@ async fn sustained(url: &str, clients: usize, seconds: u64) {
             let r = received.clone();
             let reader = tokio::spawn(async move {
                 while let Some(Ok(m)) = rx.next().await {
-                    if let Message::Text(t) = m {
-                        if t.contains("\"type\":\"message\"") {
-                            r.fetch_add(1, Ordering::Relaxed);
-                            w.add_permits(1);
-                        }
+                    if let Message::Text(t) = m
+                        && t.contains("\"type\":\"message\"")
+                    {
+                        r.fetch_add(1, Ordering::Relaxed);
+                        w.add_permits(1);
                     }
                 }
             });

@@ -4,8 +4,9 @@
 #     deployment-file linters (scripts/lint-requirements.txt) into .venv-test,
 #  2. starts moto_server on a free 127.0.0.1 port,
 #  3. installs Debian's chromium (pinned major version) for the demo-page test,
-#  4. checks formatting and clippy, runs `cargo test` with the AWS, browser
-#     and Lambda tests on (features aws-tests, browser-tests, lambda;
+#  4. checks rust-version against the locked dependencies (check-msrv.py),
+#     known advisories (../shared/tools/advisories.py), formatting and
+#     clippy, runs `cargo test` with the AWS, browser and Lambda tests on (features aws-tests, browser-tests, lambda;
 #     SWITCHBOARD_TEST_AWS_ENDPOINT) and plain `cargo test`,
 #  5. stops moto (also on failure).
 set -euo pipefail
@@ -40,6 +41,25 @@ fi
 export SWITCHBOARD_TEST_AWS_ENDPOINT="$MOTO_URL"
 # The tests configure the SDK explicitly; keep a developer's AWS settings out.
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_DYNAMODB || true
+
+step "rust-version is the locked dependencies' minimum"
+python3 scripts/check-msrv.py
+
+# Known advisories against Cargo.lock: the checker and its database live in
+# ../shared beside the clone (as in CI); any line it prints is a finding.
+ADVISORIES_TOOL=../shared/tools/advisories.py
+ADVISORY_DB=../shared/advisory-db
+step "advisories in Cargo.lock"
+if [ ! -f "$ADVISORIES_TOOL" ] || [ ! -d "$ADVISORY_DB" ]; then
+  echo "advisory check: $ADVISORIES_TOOL or $ADVISORY_DB missing (expected ../shared beside the clone)" >&2
+  exit 1
+fi
+findings=$(python3 "$ADVISORIES_TOOL" Cargo.lock "$ADVISORY_DB")
+if [ -n "$findings" ]; then
+  printf '%s\n' "$findings" >&2
+  echo "advisory check: Cargo.lock has crates with known advisories (above)" >&2
+  exit 1
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

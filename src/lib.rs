@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod gateway;
 pub mod handlers;
 pub mod lambda;
+pub mod migrations;
 pub mod ops;
 pub mod sync;
 pub mod telemetry;

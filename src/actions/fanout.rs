@@ -339,16 +339,17 @@ impl Fanout {
                 Err(e) if e.kind == ErrorKind::Gone => return Delivery::Gone,
                 Err(e) => e,
             };
-            if err.is_retriable() && retry {
-                if let Some(delay) = delays.next() {
-                    self.metrics
-                        .delivery_retries
-                        .with_label_values(&[err.kind.as_str()])
-                        .inc();
-                    tracing::debug!(connection_id, error = %err, ?delay, "retrying delivery");
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
+            if err.is_retriable()
+                && retry
+                && let Some(delay) = delays.next()
+            {
+                self.metrics
+                    .delivery_retries
+                    .with_label_values(&[err.kind.as_str()])
+                    .inc();
+                tracing::debug!(connection_id, error = %err, ?delay, "retrying delivery");
+                tokio::time::sleep(delay).await;
+                continue;
             }
             tracing::warn!(connection_id, error = %err, "delivery failed");
             return if err.kind == ErrorKind::Throttled {

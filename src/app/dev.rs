@@ -19,7 +19,7 @@ use crate::backend::{Connections, Queue};
 use crate::cli::DevArgs;
 use crate::gateway::{self, Gateway, GatewayConfig, HandlerBackend};
 use crate::handlers::HandlerKind;
-use crate::ops::migrate::Names;
+use crate::migrations::Names;
 use crate::telemetry::{self, GatewayMetrics, Health, Metrics};
 use crate::usage::UsageError;
 use crate::worker_config::{WorkerConfig, pipelines};

@@ -1,11 +1,13 @@
 //! What each subcommand does, wired from the typed configuration to the parts:
 //! `worker` (worker.rs), `gateway` (gateway.rs), `dev` (dev.rs: everything on one
-//! machine), `migrate`, `replay-dlq` and `healthcheck` (ops.rs).
+//! machine), `migrate`, `replay-dlq` and `healthcheck` (ops.rs; replay-dlq's
+//! progress and summary in replay.rs).
 
 mod demo;
 mod dev;
 mod gateway;
 mod ops;
+mod replay;
 mod worker;
 
 pub use dev::{DevConfig, dev_config, run_dev};
@@ -14,9 +16,7 @@ pub use worker::{
     run_worker_on_aws, serve_worker,
 };
 
-use crate::backend::aws::AwsBackend;
 use crate::cli::{Cli, Command};
-use crate::ops::migrate;
 use crate::usage::UsageError;
 
 /// A failed command: usage errors exit 2, everything else 1.
@@ -46,19 +46,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Worker(args) => worker::command(&args).await,
         Command::Gateway(args) => gateway::command(&args).await,
         Command::Dev(args) => dev::command(&args).await,
-        Command::Migrate(args) => {
-            let backend = AwsBackend::from_env().await;
-            let report = migrate::run(
-                &backend,
-                &migrate::Names::from(&args),
-                args.timeout,
-                |line| println!("{line}"),
-            )
-            .await?;
-            println!("SWITCHBOARD_QUEUE_URL={}", report.queue_url);
-            println!("SWITCHBOARD_DLQ_URL={}", report.dlq_url);
-            Ok(())
-        }
+        Command::Migrate(args) => ops::migrate(&args).await,
         Command::ReplayDlq(args) => ops::replay_dlq(&args).await,
         Command::Healthcheck(args) => ops::healthcheck(&args).await,
     }

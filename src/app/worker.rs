@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use tokio::net::TcpListener;
 
 use super::{Error, shutdown_signal};
@@ -36,7 +37,7 @@ pub(super) async fn command(args: &WorkerArgs) -> Result<(), Error> {
             // Like `dev`, create what is missing (idempotent): the queue of
             // --queue-url with its `-dlq` twin and the two tables.
             let queue = config.queue_url.trim_start_matches("embedded://");
-            let names = crate::ops::migrate::Names {
+            let names = crate::migrations::Names {
                 connections_table: config.connections_table.clone(),
                 messages_table: config.messages_table.clone(),
                 queue: queue.to_owned(),
@@ -223,20 +224,23 @@ pub async fn serve_worker(
 /// Reads the queue's settings, retrying transient failures (the queue endpoint
 /// may come up after us); fails on anything that retrying cannot fix.
 async fn probe_queue(queue: &dyn Queue) -> Result<crate::backend::QueueInfo, Error> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match queue.info().await {
-            Ok(info) => return Ok(info),
-            Err(e) if e.is_retriable() => {
-                tracing::warn!(error = %e, ?delay, "queue not reachable yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("cannot read queue {}", queue.url()))
-                    .into());
-            }
-        }
-    }
+    // Without a limit, as before: the worker is useless until the queue answers.
+    // 100 ms doubling up to 5 s, each plus up to as much again of jitter
+    // (so at most 10 s between tries, as before, and workers started together
+    // spread out).
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_jitter();
+    (|| queue.info())
+        .retry(backoff)
+        .when(BackendError::is_retriable)
+        .notify(|e, delay| tracing::warn!(error = %e, ?delay, "queue not reachable yet"))
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("cannot read queue {}", queue.url()))
+                .into()
+        })
 }

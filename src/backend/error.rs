@@ -59,10 +59,10 @@ impl ErrorKind {
     /// Kind for an HTTP status and an AWS error code, as returned by SQS,
     /// DynamoDB and the API Gateway management API.
     pub fn from_status_and_code(status: u16, code: Option<&str>) -> Self {
-        if let Some(code) = code {
-            if let Some(kind) = Self::from_code(code) {
-                return kind;
-            }
+        if let Some(code) = code
+            && let Some(kind) = Self::from_code(code)
+        {
+            return kind;
         }
         match status {
             410 => Self::Gone,

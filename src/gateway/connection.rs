@@ -277,10 +277,10 @@ async fn handle_message(gw: &Gateway, handle: &ConnHandle, text: String) {
     match gw.inner.invoker.invoke(&route.integration, &event).await {
         Ok(resp) => {
             metrics.messages.with_label_values(&["routed"]).inc();
-            if route.route_response {
-                if let Some(body) = resp.body.filter(|b| !b.is_empty()) {
-                    handle.reply(Message::text(body)).await;
-                }
+            if route.route_response
+                && let Some(body) = resp.body.filter(|b| !b.is_empty())
+            {
+                handle.reply(Message::text(body)).await;
             }
         }
         Err(e) => {

@@ -47,14 +47,13 @@ impl RouteSelection {
         if let Some(path) = expr_trim
             .strip_prefix('$')
             .and_then(|r| r.strip_prefix(BODY))
+            && !expr_trim.contains("${")
         {
-            if !expr_trim.contains("${") {
-                parts.push(Part::Body(parse_path(path, expr_trim)?));
-                return Ok(RouteSelection {
-                    source: expr_trim.to_owned(),
-                    parts,
-                });
-            }
+            parts.push(Part::Body(parse_path(path, expr_trim)?));
+            return Ok(RouteSelection {
+                source: expr_trim.to_owned(),
+                parts,
+            });
         }
         let mut rest = expr_trim;
         while !rest.is_empty() {

@@ -244,12 +244,12 @@ pub(super) async fn upgrade(
         });
     // A $connect integration chooses the subprotocol, as on API Gateway.
     for (name, value) in &answer.headers {
-        if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static("sec-websocket-protocol"), v);
-            }
+        if name.eq_ignore_ascii_case("sec-websocket-protocol")
+            && let Ok(v) = HeaderValue::from_str(value)
+        {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("sec-websocket-protocol"), v);
         }
     }
     response

@@ -178,10 +178,10 @@ async fn fail_init(function: Function, env: &LambdaEnv, message: &str) -> ExitCo
         function = function.binary(),
         "cannot start, configuration error: {message}"
     );
-    if let Some(api) = env.get("AWS_LAMBDA_RUNTIME_API") {
-        if let Err(e) = report_init_error(api, message).await {
-            tracing::warn!(error = %e, "could not report the init error to the Runtime API");
-        }
+    if let Some(api) = env.get("AWS_LAMBDA_RUNTIME_API")
+        && let Err(e) = report_init_error(api, message).await
+    {
+        tracing::warn!(error = %e, "could not report the init error to the Runtime API");
     }
     ExitCode::from(CONFIG_ERROR)
 }

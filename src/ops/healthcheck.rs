@@ -1,15 +1,17 @@
 //! `switchboard healthcheck`: the container health check. The runtime image has
 //! no shell and no curl (distroless), so the binary checks itself: one HTTP/1.1
-//! GET of `/healthz` on the local telemetry port, success only on 200.
+//! GET of `/healthz` on the local telemetry port, success only on 200, with the
+//! hyper client the gateway's integrations use too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Largest answer read; `/healthz` answers a few bytes.
-const MAX_RESPONSE: u64 = 64 * 1024;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::{StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 /// Why the check failed (exit 1, one line).
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub enum CheckError {
         addr: SocketAddr,
         /// Path checked.
         path: String,
-        /// The status line (or what came instead).
+        /// The status line (version and status).
         status_line: String,
     },
 }
@@ -65,25 +67,21 @@ pub async fn check(addr: SocketAddr, path: &str, timeout: Duration) -> Result<()
         error,
     };
     let get = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(io)?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut answer = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut answer)
-            .await
-            .map_err(io)?;
-        let text = String::from_utf8_lossy(&answer);
-        let status_line = text.lines().next().unwrap_or_default().trim().to_owned();
-        let code = status_line.split_whitespace().nth(1);
-        if status_line.starts_with("HTTP/1.") && code == Some("200") {
+        let uri: Uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        // One request: no idle connection is worth keeping.
+        let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
+        let response = client.get(uri).await.map_err(|e| io(io_error(&e)))?;
+        if response.status() == StatusCode::OK {
             Ok(())
         } else {
             Err(CheckError::Status {
                 addr,
                 path: path.to_owned(),
-                status_line,
+                status_line: format!("{:?} {}", response.version(), response.status()),
             })
         }
     };
@@ -96,6 +94,19 @@ pub async fn check(addr: SocketAddr, path: &str, timeout: Duration) -> Result<()
                 timeout,
             })
         })
+}
+
+/// The I/O error under a client error (the cause, like "Connection refused",
+/// said once), or the client error itself when there is none.
+fn io_error(e: &hyper_util::client::legacy::Error) -> std::io::Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return std::io::Error::new(io.kind(), io.to_string());
+        }
+        cause = c.source();
+    }
+    std::io::Error::other(e.to_string())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,14 @@ async fn delete(
     metrics: Arc<Metrics>,
     mut batch: Vec<Held>,
 ) {
+    // 100 ms, then 200 ms, each plus up to as much again of jitter, so that
+    // workers that failed together do not retry together.
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(1))
+        .with_max_times(ATTEMPTS as usize - 1)
+        .with_jitter()
+        .build();
     for attempt in 1..=ATTEMPTS {
         let receipts: Vec<String> = batch.iter().map(Held::receipt).collect();
         let handles: Vec<&str> = receipts.iter().map(String::as_str).collect();
@@ -88,6 +97,9 @@ async fn delete(
             return;
         }
         batch = retry;
-        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        // `attempt < ATTEMPTS` above: one of the ATTEMPTS - 1 delays is left.
+        if let Some(delay) = delays.next() {
+            tokio::time::sleep(delay).await;
+        }
     }
 }

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
 use super::held::Held;
 use super::state::Core;
 use crate::backend::{MAX_BATCH, ReceiveRequest};
@@ -10,9 +12,26 @@ use crate::backend::{MAX_BATCH, ReceiveRequest};
 /// How long a receive under way may still take once the drain started.
 const DRAIN_RECEIVE_GRACE: Duration = Duration::from_millis(500);
 
+/// The longest base delay between failed receives (jitter adds up to as much
+/// again, so at most 10 s).
+const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Delays after failed receives in a row: 200 ms doubling up to 5 s, each plus
+/// up to as much again of jitter, so pollers (and workers) that failed
+/// together do not all come back at once. Without an end: a poller retries
+/// until the queue answers or the drain starts.
+fn receive_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(RECEIVE_BACKOFF_MAX)
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
 /// One long-polling receiver.
 pub(super) async fn poll(core: Arc<Core>, index: usize) {
-    let mut failures: u32 = 0;
+    let mut delays = receive_backoff();
     loop {
         // Backpressure: receive only as many messages as there is room for.
         // Biased: once the drain started, a free slot must not win the race
@@ -50,7 +69,7 @@ pub(super) async fn poll(core: Arc<Core>, index: usize) {
         };
         match result {
             Ok(messages) => {
-                failures = 0;
+                delays = receive_backoff();
                 core.health.set_polling(true);
                 let result = if messages.is_empty() {
                     "empty"
@@ -67,7 +86,6 @@ pub(super) async fn poll(core: Arc<Core>, index: usize) {
                 core.submit(held).await;
             }
             Err(e) => {
-                failures += 1;
                 drop(slots);
                 core.health.set_polling(false);
                 core.metrics.polls.with_label_values(&["error"]).inc();
@@ -75,8 +93,7 @@ pub(super) async fn poll(core: Arc<Core>, index: usize) {
                     .poll_errors
                     .with_label_values(&[e.kind.as_str()])
                     .inc();
-                let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)))
-                    .min(Duration::from_secs(10));
+                let delay = delays.next().unwrap_or(RECEIVE_BACKOFF_MAX);
                 tracing::warn!(poller = index, error = %e, ?delay, "receive failed");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}

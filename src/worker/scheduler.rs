@@ -92,14 +92,13 @@ impl<T> Groups<T> {
 
     /// The next item of a running group, or its end.
     pub fn next(&mut self, group: &str) -> Next<T> {
-        if !self.draining {
-            if let Some(item) = self
+        if !self.draining
+            && let Some(item) = self
                 .groups
                 .get_mut(group)
                 .and_then(|g| g.pending.pop_front())
-            {
-                return Next::Item(item);
-            }
+        {
+            return Next::Item(item);
         }
         self.finish(group)
     }

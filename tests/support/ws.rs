@@ -243,15 +243,15 @@ impl Member {
         let reader = inbox.clone();
         tokio::spawn(async move {
             while let Some(Ok(m)) = stream.next().await {
-                if let Message::Text(t) = m {
-                    if let Ok(v) = serde_json::from_str(&t) {
-                        reader
-                            .frames
-                            .lock()
-                            .unwrap()
-                            .push((v, tokio::time::Instant::now()));
-                        reader.changed.notify_waiters();
-                    }
+                if let Message::Text(t) = m
+                    && let Ok(v) = serde_json::from_str(&t)
+                {
+                    reader
+                        .frames
+                        .lock()
+                        .unwrap()
+                        .push((v, tokio::time::Instant::now()));
+                    reader.changed.notify_waiters();
                 }
             }
             reader

@@ -1,4 +1,8 @@
 //! [`Connections`] and [`Messages`] on DynamoDB (table layout in `migrations/`).
+//!
+//! One file on purpose for now: both tables share the item mapping and error
+//! classification here, and the sessions work is changing this file; split it
+//! (connections / messages) after that lands.
 
 use std::collections::HashMap;
 

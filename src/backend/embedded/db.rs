@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use super::error::sql_error;
 use super::schema::{Sweep, open_blocking, sweep};
 use crate::backend::{BackendError, ErrorKind, Result};
 use crate::sync::lock;
@@ -170,23 +171,6 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").field("clock", &self.clock).finish()
     }
-}
-
-/// Classifies a SQLite error like the AWS errors: what retrying can fix.
-pub(super) fn sql_error(op: &'static str, e: rusqlite::Error) -> BackendError {
-    let kind = match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::OutOfMemory,
-        ) => ErrorKind::Server,
-        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => ErrorKind::AccessDenied,
-        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig) => ErrorKind::Validation,
-        _ => ErrorKind::Other,
-    };
-    BackendError::new(kind, op, e.to_string())
 }
 
 /// Where the database lives.

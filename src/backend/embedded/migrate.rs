@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::EmbeddedStore;
-use super::queue::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
+use super::db::Db;
+use super::queue::{DedupScope, EmbeddedQueue, QueueSettings, Redrive, URL_PREFIX};
 use crate::backend::{BackendError, ErrorKind, Result};
-use crate::ops::migrate::{Names, migrations};
+use crate::migrations::{Names, migrations};
 
 const OP: &str = "embedded.Migrate";
 
-/// What [`EmbeddedStore::migrate`] did.
+/// What [`EmbeddedStore::migrate`](super::EmbeddedStore::migrate) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
     /// One line per resource.
@@ -109,7 +109,7 @@ fn settings(
     Ok(s)
 }
 
-pub(super) async fn run(store: &EmbeddedStore, names: &Names) -> Result<Migrated> {
+pub(super) async fn run(db: &Db, names: &Names) -> Result<Migrated> {
     let defs = migrations().map_err(|e| bad(format!("{e:#}")))?;
     let mut steps = Vec::new();
     let mut queues: HashMap<String, String> = HashMap::new();
@@ -138,7 +138,7 @@ pub(super) async fn run(store: &EmbeddedStore, names: &Names) -> Result<Migrated
                         ))
                         .unwrap_or_default()
                 );
-                store.create_queue(name, s).await?;
+                EmbeddedQueue::create(db.clone(), name.to_owned(), s).await?;
                 queues.insert(m.logical_id.clone(), name.to_owned());
                 steps.push(line);
             }

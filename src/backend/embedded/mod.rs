@@ -16,6 +16,7 @@
 //! list of what is and is not reproduced.
 
 mod db;
+mod error;
 mod migrate;
 mod queue;
 mod schema;
@@ -29,7 +30,7 @@ pub use tables::{DEFAULT_PAGE_SIZE, EmbeddedConnections, EmbeddedMessages};
 use std::path::{Path, PathBuf};
 
 use super::{BackendError, ErrorKind, Result};
-use crate::ops::migrate::Names;
+use crate::migrations::Names;
 use db::{Db, Location};
 
 /// The database file inside a state directory.
@@ -106,7 +107,7 @@ impl EmbeddedStore {
     /// Applies the queue definitions of `migrations/` under `names`, like
     /// `switchboard migrate` does on AWS; safe to run on every start.
     pub async fn migrate(&self, names: &Names) -> Result<Migrated> {
-        migrate::run(self, names).await
+        migrate::run(&self.db, names).await
     }
 
     /// Removes expired items, expired deduplication entries and messages past

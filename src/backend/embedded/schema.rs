@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::db::sql_error;
+use super::error::sql_error;
 use crate::backend::{BackendError, ErrorKind, Result};
+
+/// SQS keeps a deduplication id for 5 minutes after the first send: the
+/// `queue_dedup` rows' lifetime (set by sends, repaired at open, swept after).
+pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// Version of the schema below, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -161,7 +165,7 @@ fn recover(conn: &Connection, now_ms: i64) -> rusqlite::Result<()> {
         "UPDATE queue_messages SET invisible_until_ms = 0 WHERE invisible_until_ms > 0",
         [],
     )?;
-    let latest = now_ms + super::queue::DEDUP_WINDOW_MS;
+    let latest = now_ms + DEDUP_WINDOW_MS;
     conn.execute(
         "UPDATE queue_dedup SET expires_at_ms = ?1 WHERE expires_at_ms > ?1",
         [latest],

@@ -48,10 +48,10 @@ pub(super) fn decide(
     if !audience_ok(config, &claims) {
         return unauthorized("wrong audience".into());
     }
-    if let Some(expected) = &config.token_use {
-        if text(&claims, "token_use") != Some(expected.as_str()) {
-            return unauthorized(format!("token_use is not `{expected}`"));
-        }
+    if let Some(expected) = &config.token_use
+        && text(&claims, "token_use") != Some(expected.as_str())
+    {
+        return unauthorized(format!("token_use is not `{expected}`"));
     }
     let user = match claims.get(&config.claims.user) {
         Some(Value::String(u)) if !u.is_empty() => u.clone(),

@@ -64,10 +64,10 @@ pub(super) fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
     if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
         return false;
     }
-    if let Some(declared) = jwk.common.key_algorithm {
-        if declared.to_string() != format!("{alg:?}") {
-            return false;
-        }
+    if let Some(declared) = jwk.common.key_algorithm
+        && declared.to_string() != format!("{alg:?}")
+    {
+        return false;
     }
     match (&jwk.algorithm, alg) {
         (
@@ -191,10 +191,10 @@ impl KeyStore {
         seen: Option<Instant>,
     ) -> Result<(Arc<JwkSet>, Instant), AuthorizerError> {
         let _one = self.fetching.lock().await;
-        if let Some((keys, at)) = self.snapshot().await {
-            if Some(at) != seen {
-                return Ok((keys, at));
-            }
+        if let Some((keys, at)) = self.snapshot().await
+            && Some(at) != seen
+        {
+            return Ok((keys, at));
         }
         let keys = Arc::new(self.fetch(uri).await?);
         let at = Instant::now();

@@ -91,15 +91,15 @@ impl IdentitySource {
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         };
-        if let Some(name) = s.strip_prefix("route.request.header.") {
-            if valid(name) {
-                return Ok(IdentitySource::Header(name.to_owned()));
-            }
+        if let Some(name) = s.strip_prefix("route.request.header.")
+            && valid(name)
+        {
+            return Ok(IdentitySource::Header(name.to_owned()));
         }
-        if let Some(name) = s.strip_prefix("route.request.querystring.") {
-            if valid(name) {
-                return Ok(IdentitySource::Query(name.to_owned()));
-            }
+        if let Some(name) = s.strip_prefix("route.request.querystring.")
+            && valid(name)
+        {
+            return Ok(IdentitySource::Query(name.to_owned()));
         }
         Err(format!(
             "identity source `{s}`: use route.request.header.<Name> or \

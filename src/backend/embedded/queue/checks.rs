@@ -1,6 +1,6 @@
 //! Requests checked like SQS checks them, before anything is stored.
 
-use super::{URL_PREFIX, invalid};
+use super::settings::{URL_PREFIX, invalid};
 use crate::backend::{MAX_BATCH, OutgoingMessage, Result};
 
 /// SQS's default MaximumMessageSize (body plus attribute names and values).

@@ -1,13 +1,20 @@
 //! The queue's transactions: each runs inside one group-commit transaction
 //! of the store (see `db`), so it sees and leaves a consistent queue.
+//!
+//! Over 400 lines because send, receive (with redrive), visibility changes and
+//! deletes share the row loading and handle checks below and are read together
+//! to check the FIFO rules; a third of it is the receive path alone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use rand::TryRngCore;
+use rand::rngs::OsRng;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DEDUP_WINDOW_MS, DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
-use crate::backend::embedded::db::sql_error;
+use super::settings::{DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
+use crate::backend::embedded::error::sql_error;
+use crate::backend::embedded::schema::DEDUP_WINDOW_MS;
 use crate::backend::{BackendError, ErrorKind, OutgoingMessage, QueueMessage, Result};
 
 /// SQS looks for available groups among the first 20,000 messages only (a
@@ -61,23 +68,39 @@ pub(super) struct Received {
     pub(super) dead_lettered: Option<(String, usize)>,
 }
 
-fn new_token() -> String {
-    format!("{:032x}", fastrand::u128(..))
+/// 128 bits from the operating system's generator. A receipt handle is a
+/// capability (whoever holds it can delete or hide the message), so it must
+/// not be guessable from earlier ones, as a fast non-cryptographic generator's
+/// output would be. An OS generator that fails is reported, never papered over.
+fn os_random_u128(op: &'static str) -> Result<u128> {
+    let mut bytes = [0_u8; 16];
+    OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
+        BackendError::new(
+            ErrorKind::Other,
+            op,
+            format!("the operating system's random number generator failed: {e}"),
+        )
+    })?;
+    Ok(u128::from_le_bytes(bytes))
+}
+
+fn new_token(op: &'static str) -> Result<String> {
+    Ok(format!("{:032x}", os_random_u128(op)?))
 }
 
 /// A random (version 4) UUID, the shape of SQS message ids.
-fn new_message_id() -> String {
-    let r = fastrand::u128(..);
+fn new_message_id(op: &'static str) -> Result<String> {
+    let r = os_random_u128(op)?;
     let r = (r & !(0xf << 76)) | (0x4 << 76);
     let r = (r & !(0x3 << 62)) | (0x2 << 62);
-    format!(
+    Ok(format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         r >> 96,
         (r >> 80) & 0xffff,
         (r >> 64) & 0xffff,
         (r >> 48) & 0xffff,
         r & 0xffff_ffff_ffff
-    )
+    ))
 }
 
 pub(super) fn receive_tx(
@@ -232,7 +255,7 @@ fn take_from_group(
                 *moved += 1;
                 continue;
             }
-            let token = new_token();
+            let token = new_token(OP)?;
             conn.prepare_cached(
                 "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
                      received_at_ms = ?3, invisible_until_ms = ?4
@@ -366,13 +389,13 @@ pub(super) fn send_tx(
             .optional()
         })
         .map_err(sql)?;
-    if let Some((id, expires)) = seen {
-        if expires > now {
-            // Accepted and dropped, like SQS: the window counts from the first send.
-            return Ok((id, false));
-        }
+    if let Some((id, expires)) = seen
+        && expires > now
+    {
+        // Accepted and dropped, like SQS: the window counts from the first send.
+        return Ok((id, false));
     }
-    let id = new_message_id();
+    let id = new_message_id(OP)?;
     let attributes = serde_json::to_string(&msg.attributes)
         .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
     conn.prepare_cached(
@@ -406,9 +429,9 @@ mod tests {
 
     #[test]
     fn message_ids_look_like_sqs_ones() {
-        let id = new_message_id();
+        let id = new_message_id("test").unwrap();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
-        assert_ne!(id, new_message_id());
+        assert_ne!(id, new_message_id("test").unwrap());
     }
 }

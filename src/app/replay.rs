@@ -1,4 +1,4 @@
-//! The `replay-dlq` command around [`replay`](super::replay): checks both
+//! The `replay-dlq` command around [`ops::replay`](crate::ops::replay): checks both
 //! queues first (usage errors exit 2), shows a progress bar on a terminal,
 //! prints dry-run lines and the summary on stdout, and fails (exit 1) when any
 //! message could not be moved.
@@ -6,10 +6,10 @@
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Event, ReplayOptions, Summary, replay};
-use crate::app::Error;
+use super::Error;
 use crate::backend::{BackendError, ErrorKind, Queue, QueueInfo};
 use crate::cli::ReplayDlqArgs;
+use crate::ops::replay::{Event, ReplayOptions, Summary, replay};
 use crate::usage::UsageError;
 
 /// The options of a run, from the command line.
