@@ -88,7 +88,7 @@ async fn throttled_dynamodb_and_sqs_calls_are_backed_off_and_nothing_is_lost() {
             },
         );
     }
-    let worker_backend = AwsBackend::new(aws::sdk_config_for(&proxy.url).await);
+    let worker_backend = AwsBackend::new(support::sdk::config(Some(&proxy.url)).await);
     let server = ConnectionsServer::start().await;
     let started = Instant::now();
     let worker = spawn_worker(

@@ -157,7 +157,7 @@ async fn a_retriable_store_failure_keeps_the_message_and_its_group_until_it_succ
     let direct = aws::backend().await;
     let stack = aws::migrated_stack(&direct, "storefail").await;
     // The worker talks to moto through the proxy; the SDK gives up after 2 attempts.
-    let faulty = AwsBackend::new(aws::sdk_config_for(&proxy.url).await);
+    let faulty = AwsBackend::new(support::sdk::config(Some(&proxy.url)).await);
     let server = ConnectionsServer::start().await;
     let conns = direct.connections(&stack.names.connections_table, None);
     connect_all(&conns, "room", &["a".to_owned()]).await;

@@ -70,7 +70,7 @@ async fn alive_but_not_ready_while_the_queue_is_unreachable_and_stops_promptly()
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let backend = AwsBackend::new(aws::sdk_config_for(&url).await);
+    let backend = AwsBackend::new(support::sdk::config(Some(&url)).await);
     let stack = aws::Stack {
         names: aws::names("down"),
         queue_url: format!("{url}/123456789012/down.fifo"),

@@ -1,9 +1,6 @@
 //! The AWS backend pointed at moto's server (`scripts/test.sh` starts it and
 //! sets `SWITCHBOARD_TEST_AWS_ENDPOINT`).
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
 use switchboard::backend::aws::AwsBackend;
 use switchboard::ops::migrate;
 
@@ -40,31 +37,9 @@ pub fn endpoint() -> String {
         .clone()
 }
 
-/// SDK configuration for moto at `endpoint` (static test credentials, one retry).
-pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "switchboard-tests",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await
-}
-
-/// SDK configuration for moto.
-pub async fn sdk_config() -> SdkConfig {
-    sdk_config_for(&endpoint()).await
-}
-
-/// The AWS backend on moto.
+/// The AWS backend on moto (through [`endpoint`]).
 pub async fn backend() -> AwsBackend {
-    AwsBackend::new(sdk_config().await)
+    AwsBackend::new(super::sdk::config(Some(&endpoint())).await)
 }
 
 /// Tables and queues of one test, with unique names, created by `migrate`.

@@ -1,5 +1,6 @@
 //! Shared test support: unique names, polling with a deadline, a test
-//! @connections server, test tokens and the security suite's fixture, and
+//! @connections server, test tokens and the security suite's fixture, the one
+//! test SDK configuration, and
 //! (with `aws-tests`) the moto-backed AWS stack, and (with `lambda`) a Lambda
 //! Runtime API to run the function binaries against.
 #![allow(dead_code)]
@@ -15,6 +16,7 @@ pub mod process;
 pub mod recorder;
 #[cfg(feature = "lambda")]
 pub mod runtime_api;
+pub mod sdk;
 pub mod secure;
 pub mod stream;
 pub mod ws;
