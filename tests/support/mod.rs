@@ -10,6 +10,7 @@ pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
 pub mod fixtures;
+pub mod gateway;
 pub mod jwt;
 pub mod ledger;
 pub mod process;
