@@ -304,3 +304,83 @@ pub async fn peek_all(backend: &AwsBackend, queue_url: &str) -> Vec<aws_sdk_sqs:
     }
     all
 }
+
+/// `(group, dedup id, body)` of an envelope v1 (see [`envelope`]) as the send
+/// handler enqueues it: group = `session`, dedup id = `id`. What [`send_all`]
+/// takes.
+pub fn message(
+    id: &str,
+    action: &str,
+    session: &str,
+    sender: &str,
+    payload: serde_json::Value,
+) -> (String, String, String) {
+    (
+        session.to_owned(),
+        id.to_owned(),
+        envelope(id, action, session, sender, payload),
+    )
+}
+
+/// One worker test's parts on moto: the backend, a migrated stack, a test
+/// @connections server (stage `test`) and the stack's connections table.
+pub struct Rig {
+    /// The AWS backend on moto.
+    pub backend: AwsBackend,
+    /// The test's tables and queues.
+    pub stack: Stack,
+    /// Where the worker posts.
+    pub server: super::connections_server::ConnectionsServer,
+    /// The stack's connections table.
+    pub conns: std::sync::Arc<dyn Connections>,
+}
+
+impl Rig {
+    /// Migrates a stack named after `prefix` and starts the @connections server.
+    pub async fn start(prefix: &str) -> Self {
+        let backend = backend().await;
+        let stack = migrated_stack(&backend, prefix).await;
+        let server = super::connections_server::ConnectionsServer::start().await;
+        let conns = std::sync::Arc::new(backend.connections(&stack.names.connections_table, None));
+        Rig {
+            backend,
+            stack,
+            server,
+            conns,
+        }
+    }
+
+    /// Stores connections `ids` in `session` (see [`connect_all`]).
+    pub async fn connect(&self, session: &str, ids: &[String]) -> Vec<Connection> {
+        connect_all(self.conns.as_ref(), session, ids).await
+    }
+
+    /// Starts the real worker on this stack, posting to the server, with
+    /// `extra` flags (see [`worker_config`]).
+    pub async fn worker(&self, extra: &[&str]) -> RunningWorker {
+        spawn_worker(
+            &self.backend,
+            worker_config(&self.stack, &self.server.endpoint("test"), extra),
+        )
+        .await
+    }
+
+    /// Sends `(group, dedup id, body)` messages to the inbound queue in order
+    /// (see [`send_all`]).
+    pub async fn send_all(&self, messages: &[(String, String, String)]) {
+        send_all(&self.backend, &self.stack.queue_url, messages).await
+    }
+
+    /// Sends one envelope v1 (see [`message`]).
+    pub async fn send(
+        &self,
+        id: &str,
+        action: &str,
+        session: &str,
+        sender: &str,
+        payload: serde_json::Value,
+    ) {
+        self.send_all(&[message(id, action, session, sender, payload)])
+            .await
+    }
+}
