@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use switchboard::backend::Queue;
 use switchboard::backend::aws::AwsBackend;
 
-use support::aws::{self, connect_all, envelope, send_all, spawn_worker, worker_config};
+use support::aws::{self, connect_all, message, send_all, spawn_worker, worker_config};
 use support::connections_server::ConnectionsServer;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::ledger::Ledger;
@@ -63,15 +63,14 @@ async fn throttled_dynamodb_and_sqs_calls_are_backed_off_and_nothing_is_lost() {
         for g in 0..GROUPS {
             let session = format!("room-{g}");
             let id = format!("{session}-m{i:03}");
-            let body = envelope(
+            ledger.sent(&session, &id);
+            messages.push(message(
                 &id,
                 "sendMessage",
                 &session,
                 &format!("c{g}-0"),
                 serde_json::json!({"n": i}),
-            );
-            ledger.sent(&session, &id);
-            messages.push((session, id, body));
+            ));
         }
     }
     send_all(&backend, &stack.queue_url, &messages).await;
@@ -88,7 +87,7 @@ async fn throttled_dynamodb_and_sqs_calls_are_backed_off_and_nothing_is_lost() {
             },
         );
     }
-    let worker_backend = AwsBackend::new(aws::sdk_config_for(&proxy.url).await);
+    let worker_backend = AwsBackend::new(support::sdk::config(Some(&proxy.url)).await);
     let server = ConnectionsServer::start().await;
     let started = Instant::now();
     let worker = spawn_worker(

@@ -7,61 +7,25 @@ mod support;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
-use support::recorder::{Recorded, Recorder};
+use support::gateway::{disconnect_of, reporting_config};
+use support::recorder::Recorder;
 use support::ws::{Client, TestGateway, connect, next_close, next_text, send, whoami};
-use switchboard::gateway::GatewayConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
-/// whoami, an `echo` route, and `$disconnect` reported to `backend`.
-fn config(backend: &Recorder) -> GatewayConfig {
-    GatewayConfig::parse(
-        &format!(
-            r#"
-[[routes]]
-key = "whoami"
-integration = {{ type = "mock", response_template = "$context.connectionId" }}
-route_response_selection_expression = "$default"
+/// A `$default` route echoing the body (`echo <body>`), beside whoami and the
+/// `$disconnect` report of [`reporting_config`].
+const ECHO: &str = r#"
 [[routes]]
 key = "$default"
-integration = {{ type = "mock", response_template = "echo $input.body" }}
+integration = { type = "mock", response_template = "echo $input.body" }
 route_response_selection_expression = "$default"
-[[routes]]
-key = "$disconnect"
-integration = {{ type = "http", uri = "{}", request_template = "{{\"id\": \"$context.connectionId\", \"code\": $context.disconnectStatusCode, \"reason\": \"$context.disconnectReason\"}}" }}
-"#,
-            backend.url("/disconnect")
-        ),
-        "test config",
-    )
-    .unwrap()
-}
+"#;
 
-/// The `$disconnect` report (code, reason) for connection `id`.
-async fn disconnect_of(backend: &Recorder, id: &str) -> (u64, String) {
-    support::eventually(
-        Duration::from_secs(10),
-        "the $disconnect report",
-        || async {
-            backend
-                .requests_to("/disconnect")
-                .into_iter()
-                .find_map(|r: Recorded| {
-                    let v: Value = serde_json::from_str(&r.body).ok()?;
-                    (v["id"] == id).then(|| {
-                        (
-                            v["code"].as_u64().unwrap(),
-                            v["reason"].as_str().unwrap().to_owned(),
-                        )
-                    })
-                })
-        },
-    )
-    .await
-}
+/// How long a test waits for a `$disconnect` report.
+const REPORT: Duration = Duration::from_secs(10);
 
 /// Sends `text` as `parts` fragments.
 async fn send_fragmented(c: &mut Client, text: &str, parts: usize) {
@@ -86,7 +50,7 @@ fn code(close: Option<CloseFrame>) -> u16 {
 #[tokio::test]
 async fn default_limits_are_api_gateways() {
     let backend = Recorder::start().await;
-    let gw = TestGateway::start(config(&backend), None).await;
+    let gw = TestGateway::start(reporting_config(&backend, ECHO), None).await;
 
     // 128 KiB in 32 KiB frames is fine (the echo prefix makes the answer longer).
     let mut c = connect(&gw.ws_url("dev")).await;
@@ -99,7 +63,7 @@ async fn default_limits_are_api_gateways() {
     send_fragmented(&mut c, &"m".repeat(128 * 1024 + 1), 5).await;
     assert_eq!(code(next_close(&mut c, Duration::from_secs(5)).await), 1009);
     assert_eq!(
-        disconnect_of(&backend, &id).await,
+        disconnect_of(&backend, &id, REPORT).await,
         (1009, "Message too big".into())
     );
 
@@ -118,7 +82,7 @@ async fn default_limits_are_api_gateways() {
 #[tokio::test]
 async fn binary_frames_close_with_1003_and_pings_are_answered() {
     let backend = Recorder::start().await;
-    let gw = TestGateway::start(config(&backend), None).await;
+    let gw = TestGateway::start(reporting_config(&backend, ECHO), None).await;
     let mut c = connect(&gw.ws_url("dev")).await;
     let id = whoami(&mut c).await;
 
@@ -134,14 +98,14 @@ async fn binary_frames_close_with_1003_and_pings_are_answered() {
 
     c.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
     assert_eq!(code(next_close(&mut c, Duration::from_secs(5)).await), 1003);
-    assert_eq!(disconnect_of(&backend, &id).await.0, 1003);
+    assert_eq!(disconnect_of(&backend, &id, REPORT).await.0, 1003);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn configured_limits_apply() {
     let backend = Recorder::start().await;
-    let mut cfg = config(&backend);
+    let mut cfg = reporting_config(&backend, ECHO);
     cfg.limits.message_bytes = 1000;
     cfg.limits.frame_bytes = 256;
     let gw = TestGateway::start(cfg, None).await;
@@ -161,7 +125,7 @@ async fn configured_limits_apply() {
 #[tokio::test]
 async fn idle_connections_close_with_1001_and_activity_keeps_them_open() {
     let backend = Recorder::start().await;
-    let mut cfg = config(&backend);
+    let mut cfg = reporting_config(&backend, ECHO);
     cfg.limits.idle_timeout = Duration::from_millis(400);
     let gw = TestGateway::start(cfg, None).await;
     let mut c = connect(&gw.ws_url("dev")).await;
@@ -180,7 +144,7 @@ async fn idle_connections_close_with_1001_and_activity_keeps_them_open() {
     assert_eq!(u16::from(close.code), 1001);
     assert_eq!(close.reason.as_str(), "Going away");
     assert_eq!(
-        disconnect_of(&backend, &id).await,
+        disconnect_of(&backend, &id, REPORT).await,
         (1001, "Going away".into())
     );
     gw.stop().await;
@@ -189,7 +153,7 @@ async fn idle_connections_close_with_1001_and_activity_keeps_them_open() {
 #[tokio::test]
 async fn connections_close_at_the_maximum_duration_even_when_active() {
     let backend = Recorder::start().await;
-    let mut cfg = config(&backend);
+    let mut cfg = reporting_config(&backend, ECHO);
     cfg.limits.max_connection = Duration::from_millis(600);
     let gw = TestGateway::start(cfg, None).await;
     let opened = tokio::time::Instant::now();
@@ -211,14 +175,14 @@ async fn connections_close_at_the_maximum_duration_even_when_active() {
     };
     assert!(opened.elapsed() >= Duration::from_millis(550));
     assert_eq!(code(closed), 1001);
-    assert_eq!(disconnect_of(&backend, &id).await.0, 1001);
+    assert_eq!(disconnect_of(&backend, &id, REPORT).await.0, 1001);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn disconnect_runs_after_every_kind_of_close() {
     let backend = Recorder::start().await;
-    let gw = TestGateway::start(config(&backend), None).await;
+    let gw = TestGateway::start(reporting_config(&backend, ECHO), None).await;
 
     // Client close with a code and reason.
     let mut c = connect(&gw.ws_url("dev")).await;
@@ -229,14 +193,17 @@ async fn disconnect_runs_after_every_kind_of_close() {
     }))
     .await
     .unwrap();
-    assert_eq!(disconnect_of(&backend, &id).await, (4000, "bye".into()));
+    assert_eq!(
+        disconnect_of(&backend, &id, REPORT).await,
+        (4000, "bye".into())
+    );
 
     // Client close without a status.
     let mut c = connect(&gw.ws_url("dev")).await;
     let id = whoami(&mut c).await;
     c.close(None).await.unwrap();
     assert_eq!(
-        disconnect_of(&backend, &id).await,
+        disconnect_of(&backend, &id, REPORT).await,
         (1005, "Client-side close frame status not set".into())
     );
 
@@ -244,7 +211,7 @@ async fn disconnect_runs_after_every_kind_of_close() {
     let mut c = connect(&gw.ws_url("dev")).await;
     let id = whoami(&mut c).await;
     drop(c);
-    assert_eq!(disconnect_of(&backend, &id).await.0, 1006);
+    assert_eq!(disconnect_of(&backend, &id, REPORT).await.0, 1006);
 
     // The gateway shuts down: the client gets 1001, $disconnect has run when
     // `run` returns.

@@ -9,33 +9,12 @@ use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::StreamExt;
-use serde_json::Value;
+use support::gateway::{disconnect_of, reporting_config};
 use support::recorder::Recorder;
 use support::ws::{TestGateway, connect, next_close, next_text, whoami};
-use switchboard::gateway::GatewayConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 const MAX: usize = 128 * 1024;
-
-/// whoami + an `http` $disconnect integration reporting code and reason.
-fn config(backend: &Recorder) -> GatewayConfig {
-    GatewayConfig::parse(
-        &format!(
-            r#"
-[[routes]]
-key = "whoami"
-integration = {{ type = "mock", response_template = "$context.connectionId" }}
-route_response_selection_expression = "$default"
-[[routes]]
-key = "$disconnect"
-integration = {{ type = "http", uri = "{}", request_template = "{{\"id\": \"$context.connectionId\", \"code\": $context.disconnectStatusCode, \"reason\": \"$context.disconnectReason\"}}" }}
-"#,
-            backend.url("/disconnect")
-        ),
-        "test config",
-    )
-    .unwrap()
-}
 
 fn data(bytes: impl Into<Vec<u8>>) -> Blob {
     Blob::new(bytes.into())
@@ -44,7 +23,7 @@ fn data(bytes: impl Into<Vec<u8>>) -> Blob {
 #[tokio::test]
 async fn post_get_delete_through_the_sdk() {
     let backend = Recorder::start().await;
-    let gw = TestGateway::start(config(&backend), None).await;
+    let gw = TestGateway::start(reporting_config(&backend, ""), None).await;
     let before = std::time::SystemTime::now();
     let mut c = {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -108,13 +87,15 @@ async fn post_get_delete_through_the_sdk() {
         .expect("close frame");
     assert_eq!(u16::from(close.code), 1000);
     assert_eq!(close.reason.as_str(), "Connection Closed Normally");
-    let reports = backend
-        .wait_for("/disconnect", 1, Duration::from_secs(5))
-        .await;
-    let report: Value = serde_json::from_str(&reports[0].body).unwrap();
-    assert_eq!(report["id"], id.as_str());
-    assert_eq!(report["code"], 1000);
-    assert_eq!(report["reason"], "Connection Closed Normally");
+    assert_eq!(
+        disconnect_of(&backend, &id, Duration::from_secs(5)).await,
+        (1000, "Connection Closed Normally".into())
+    );
+    assert_eq!(
+        backend.requests_to("/disconnect").len(),
+        1,
+        "one report, for this connection"
+    );
 
     // Gone now, for every operation.
     let err = mgmt
@@ -169,7 +150,7 @@ async fn post_get_delete_through_the_sdk() {
 #[tokio::test]
 async fn typed_errors_for_unknown_ids_and_oversized_payloads() {
     let backend = Recorder::start().await;
-    let gw = TestGateway::start(config(&backend), None).await;
+    let gw = TestGateway::start(reporting_config(&backend, ""), None).await;
     let mgmt = gw.management("dev");
     let err = mgmt
         .post_to_connection()
@@ -218,7 +199,7 @@ async fn typed_errors_for_unknown_ids_and_oversized_payloads() {
 #[tokio::test]
 async fn a_client_that_does_not_read_gets_429_and_does_not_slow_others() {
     let backend = Recorder::start().await;
-    let mut cfg = config(&backend);
+    let mut cfg = reporting_config(&backend, "");
     cfg.limits.outbound_buffer_frames = 4;
     let gw = TestGateway::start(cfg, None).await;
     let mgmt = gw.management("dev");

@@ -7,17 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::gateway::WHOAMI_ROUTE as WHOAMI;
 use support::recorder::{Recorder, Reply};
 use support::ws::{TestGateway, connect, next_json, next_text, refused, send, whoami};
 use switchboard::gateway::GatewayConfig;
 use tokio::sync::Semaphore;
-
-const WHOAMI: &str = r#"
-[[routes]]
-key = "whoami"
-integration = { type = "mock", response_template = "$context.connectionId" }
-route_response_selection_expression = "$default"
-"#;
 
 async fn gateway(toml: &str) -> TestGateway {
     let config = GatewayConfig::parse(toml, "test config").expect("valid test config");

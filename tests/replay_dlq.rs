@@ -8,18 +8,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
-use support::aws::{self, Stack, connect_all, envelope, send_all, spawn_worker, worker_config};
-use support::connections_server::ConnectionsServer;
+use support::aws::{self, Rig, Stack, envelope, message};
 use support::eventually;
 use support::fault_proxy::{Fault, FaultProxy};
+use switchboard::backend::Queue;
 use switchboard::backend::aws::AwsBackend;
-use switchboard::backend::{Connections, Queue};
 use switchboard::ops::replay::{self, Event, ReplayOptions};
 
 /// One message as found in a queue.
@@ -217,48 +215,40 @@ async fn run_bin(endpoint: &str, args: &[&str]) -> Ran {
 async fn dead_letters_of_the_worker_come_back_in_group_order_and_are_delivered() {
     const GROUPS: usize = 5;
     const PER_GROUP: usize = 20;
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, "replay").await;
-    let server = ConnectionsServer::start().await;
-    let conns: Arc<dyn Connections> =
-        Arc::new(backend.connections(&stack.names.connections_table, None));
+    let rig = Rig::start("replay").await;
+    let (backend, stack, server) = (&rig.backend, &rig.stack, &rig.server);
     for g in 0..GROUPS {
-        connect_all(conns.as_ref(), &format!("room-{g}"), &[format!("c{g}")]).await;
+        rig.connect(&format!("room-{g}"), &[format!("c{g}")]).await;
     }
 
     // 1. `shout` is not a route of the worker: every message is poison and the
     //    worker dead-letters it, group by group in order.
-    let worker = spawn_worker(
-        &backend,
-        worker_config(&stack, &server.endpoint("test"), &[]),
-    )
-    .await;
+    let worker = rig.worker(&[]).await;
     let mut sent = Vec::new();
     for i in 0..PER_GROUP {
         for g in 0..GROUPS {
             let session = format!("room-{g}");
             let id = format!("{session}-m{i:02}");
-            let body = envelope(
+            sent.push(message(
                 &id,
                 "shout",
                 &session,
                 &format!("c{g}"),
                 serde_json::json!({ "n": i }),
-            );
-            sent.push((session, id, body));
+            ));
         }
     }
-    send_all(&backend, &stack.queue_url, &sent).await;
+    rig.send_all(&sent).await;
     eventually(
         Duration::from_secs(120),
         "every message dead-lettered",
         || async {
-            (depth(&backend, &stack.dlq_url).await.0 == (GROUPS * PER_GROUP) as u64).then_some(())
+            (depth(backend, &stack.dlq_url).await.0 == (GROUPS * PER_GROUP) as u64).then_some(())
         },
     )
     .await;
     worker.stop().await;
-    assert_eq!(depth(&backend, &stack.queue_url).await, (0, 0));
+    assert_eq!(depth(backend, &stack.queue_url).await, (0, 0));
 
     // 2. Replay everything.
     let target = backend.queue(&stack.queue_url);
@@ -272,18 +262,10 @@ async fn dead_letters_of_the_worker_come_back_in_group_order_and_are_delivered()
         (GROUPS * PER_GROUP, 0, 0),
         "{events:?}"
     );
-    assert_eq!(depth(&backend, &stack.dlq_url).await, (0, 0), "DLQ empty");
+    assert_eq!(depth(backend, &stack.dlq_url).await, (0, 0), "DLQ empty");
 
     // 3. A worker that knows `shout` delivers them, each session in its order.
-    let worker = spawn_worker(
-        &backend,
-        worker_config(
-            &stack,
-            &server.endpoint("test"),
-            &["--route", "shout=broadcast"],
-        ),
-    )
-    .await;
+    let worker = rig.worker(&["--route", "shout=broadcast"]).await;
     let messages = |posts: &[support::connections_server::Post]| {
         posts
             .iter()

@@ -20,7 +20,7 @@ use switchboard::ops::migrate::Names;
 use switchboard::worker_config::WorkerConfig;
 
 use support::connections_server::ConnectionsServer;
-use support::embedded::{TempDir, static_sdk_config};
+use support::embedded::TempDir;
 
 const GROUPS: usize = 6;
 const PER_GROUP: usize = 20;
@@ -114,7 +114,7 @@ async fn worker_keeps_group_order_and_prunes_gone_connections_on_the_embedded_ba
     let gone = "c0-2";
     server.set_gone(gone);
 
-    let push = AwsBackend::new(static_sdk_config().await).push();
+    let push = AwsBackend::new(support::sdk::config(None).await).push();
     let dlq_store = store.clone();
     let backends = WorkerBackends {
         queue: Arc::new(queue.clone()),

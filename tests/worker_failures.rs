@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::aws::{self, connect_all, envelope, peek_all, send_all, spawn_worker, worker_config};
+use support::aws::{
+    self, Rig, connect_all, envelope, message, peek_all, send_all, spawn_worker, worker_config,
+};
 use support::connections_server::ConnectionsServer;
 use support::fault_proxy::{Fault, FaultProxy};
 use switchboard::backend::aws::AwsBackend;
@@ -24,29 +26,19 @@ fn attr(m: &aws_sdk_sqs::types::Message, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_unknown_messages_are_dead_lettered_with_their_reason_and_do_not_block_the_group()
  {
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, "poison").await;
-    let server = ConnectionsServer::start().await;
-    let conns = backend.connections(&stack.names.connections_table, None);
-    connect_all(&conns, "room", &["a".to_owned(), "b".to_owned()]).await;
-    let worker = spawn_worker(
-        &backend,
-        worker_config(&stack, &server.endpoint("test"), &[]),
-    )
-    .await;
+    let rig = Rig::start("poison").await;
+    let (backend, stack, server) = (&rig.backend, &rig.stack, &rig.server);
+    rig.connect("room", &["a".to_owned(), "b".to_owned()]).await;
+    let worker = rig.worker(&[]).await;
 
     let v2 = r#"{"v":2,"id":"x","action":"sendMessage","sessionId":"room","sender":{"connectionId":"a"},"receivedAt":1}"#;
     let msgs = vec![
-        (
-            "room".to_owned(),
-            "m1".to_owned(),
-            envelope(
-                "m1",
-                "sendMessage",
-                "room",
-                "a",
-                serde_json::json!({"n": 1}),
-            ),
+        message(
+            "m1",
+            "sendMessage",
+            "room",
+            "a",
+            serde_json::json!({"n": 1}),
         ),
         (
             "room".to_owned(),
@@ -59,19 +51,15 @@ async fn malformed_and_unknown_messages_are_dead_lettered_with_their_reason_and_
             "shout".to_owned(),
             envelope("shout-1", "shout", "room", "a", serde_json::json!({})),
         ),
-        (
-            "room".to_owned(),
-            "m2".to_owned(),
-            envelope(
-                "m2",
-                "sendMessage",
-                "room",
-                "a",
-                serde_json::json!({"n": 2}),
-            ),
+        message(
+            "m2",
+            "sendMessage",
+            "room",
+            "a",
+            serde_json::json!({"n": 2}),
         ),
     ];
-    send_all(&backend, &stack.queue_url, &msgs).await;
+    rig.send_all(&msgs).await;
 
     server
         .wait_until(Duration::from_secs(30), "m2 delivered to b", |p| {
@@ -102,7 +90,7 @@ async fn malformed_and_unknown_messages_are_dead_lettered_with_their_reason_and_
     );
 
     let dead = support::eventually(Duration::from_secs(30), "3 dead letters", || async {
-        let all = peek_all(&backend, &stack.dlq_url).await;
+        let all = peek_all(backend, &stack.dlq_url).await;
         (all.len() >= 3).then_some(all)
     })
     .await;
@@ -157,7 +145,7 @@ async fn a_retriable_store_failure_keeps_the_message_and_its_group_until_it_succ
     let direct = aws::backend().await;
     let stack = aws::migrated_stack(&direct, "storefail").await;
     // The worker talks to moto through the proxy; the SDK gives up after 2 attempts.
-    let faulty = AwsBackend::new(aws::sdk_config_for(&proxy.url).await);
+    let faulty = AwsBackend::new(support::sdk::config(Some(&proxy.url)).await);
     let server = ConnectionsServer::start().await;
     let conns = direct.connections(&stack.names.connections_table, None);
     connect_all(&conns, "room", &["a".to_owned()]).await;
@@ -176,27 +164,19 @@ async fn a_retriable_store_failure_keeps_the_message_and_its_group_until_it_succ
     )
     .await;
     let msgs = vec![
-        (
-            "room".to_owned(),
-            "m1".to_owned(),
-            envelope(
-                "m1",
-                "sendMessage",
-                "room",
-                "a",
-                serde_json::json!({"n": 1}),
-            ),
+        message(
+            "m1",
+            "sendMessage",
+            "room",
+            "a",
+            serde_json::json!({"n": 1}),
         ),
-        (
-            "room".to_owned(),
-            "m2".to_owned(),
-            envelope(
-                "m2",
-                "sendMessage",
-                "room",
-                "a",
-                serde_json::json!({"n": 2}),
-            ),
+        message(
+            "m2",
+            "sendMessage",
+            "room",
+            "a",
+            serde_json::json!({"n": 2}),
         ),
     ];
     send_all(&direct, &stack.queue_url, &msgs).await;

@@ -5,34 +5,9 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use support::aws::{self, Stack, connect_all, envelope, send_all, spawn_worker, worker_config};
-use support::connections_server::ConnectionsServer;
-use switchboard::backend::Connections;
-use switchboard::backend::aws::AwsBackend;
-
-struct Setup {
-    backend: AwsBackend,
-    stack: Stack,
-    server: ConnectionsServer,
-    conns: Arc<dyn Connections>,
-}
-
-async fn setup(prefix: &str) -> Setup {
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, prefix).await;
-    let server = ConnectionsServer::start().await;
-    let conns: Arc<dyn Connections> =
-        Arc::new(backend.connections(&stack.names.connections_table, None));
-    Setup {
-        backend,
-        stack,
-        server,
-        conns,
-    }
-}
+use support::aws::{Rig, message};
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
@@ -40,31 +15,22 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone() {
-    let s = setup("gone").await;
+    let s = Rig::start("gone").await;
     let members = ids("m", 5);
-    connect_all(s.conns.as_ref(), "room", &members).await;
+    s.connect("room", &members).await;
     // Another session's connection must never be touched.
-    connect_all(s.conns.as_ref(), "other-room", &["x0".to_owned()]).await;
+    s.connect("other-room", &["x0".to_owned()]).await;
     s.server.set_gone("m1");
     s.server.set_gone("m3");
 
-    let worker = spawn_worker(
-        &s.backend,
-        worker_config(&s.stack, &s.server.endpoint("test"), &[]),
-    )
-    .await;
+    let worker = s.worker(&[]).await;
     // m0 sends: m1 and m3 are gone.
-    let first = envelope(
+    s.send(
         "msg-1",
         "sendMessage",
         "room",
         "m0",
         serde_json::json!({"text": "hi"}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("room".into(), "msg-1".into(), first)],
     )
     .await;
     s.server
@@ -97,17 +63,12 @@ async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone
 
     // Now the sender itself is gone: its item goes, nobody else's.
     s.server.set_gone("m0");
-    let second = envelope(
+    s.send(
         "msg-2",
         "sendMessage",
         "room",
         "m0",
         serde_json::json!({"text": "bye"}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("room".into(), "msg-2".into(), second)],
     )
     .await;
     s.server
@@ -131,47 +92,31 @@ async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_recipients_are_retried_and_one_failing_recipient_does_not_redeliver_to_all() {
-    let s = setup("throttle").await;
+    let s = Rig::start("throttle").await;
     let members = ids("t", 4);
-    connect_all(s.conns.as_ref(), "room", &members).await;
+    s.connect("room", &members).await;
     s.server.throttle("t1", 2); // recovers on the third attempt
     s.server.fail("t2", 1); // one 500, then fine
     s.server.throttle("t3", 100); // never recovers within the retries
 
-    let worker = spawn_worker(
-        &s.backend,
-        worker_config(
-            &s.stack,
-            &s.server.endpoint("test"),
-            &["--push-retries", "3", "--push-retry-base", "10ms"],
-        ),
-    )
-    .await;
-    let body = envelope(
+    let worker = s
+        .worker(&["--push-retries", "3", "--push-retry-base", "10ms"])
+        .await;
+    s.send(
         "msg-1",
         "sendMessage",
         "room",
         "t0",
         serde_json::json!({"text": "hi"}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("room".into(), "msg-1".into(), body)],
     )
     .await;
     // A marker message after it: when the marker is delivered, msg-1 is done.
-    let marker = envelope(
+    s.send(
         "msg-2",
         "sendMessage",
         "room",
         "t0",
         serde_json::json!({"text": "marker"}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("room".into(), "msg-2".into(), marker)],
     )
     .await;
     support::eventually(Duration::from_secs(30), "both messages done", || async {
@@ -228,46 +173,30 @@ async fn throttled_recipients_are_retried_and_one_failing_recipient_does_not_red
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_larger_than_one_query_page_reaches_everyone_once() {
-    let s = setup("pages").await;
+    let s = Rig::start("pages").await;
     let members = ids("p", 45);
-    connect_all(s.conns.as_ref(), "big-room", &members).await;
-    let worker = spawn_worker(
-        &s.backend,
-        worker_config(
-            &s.stack,
-            &s.server.endpoint("test"),
-            &["--query-page-size", "7", "--fanout-concurrency", "4"],
-        ),
-    )
-    .await;
-    let body = envelope(
+    s.connect("big-room", &members).await;
+    let worker = s
+        .worker(&["--query-page-size", "7", "--fanout-concurrency", "4"])
+        .await;
+    s.send(
         "big-1",
         "sendMessage",
         "big-room",
         "p0",
         serde_json::json!({"text": "all"}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("big-room".into(), "big-1".into(), body)],
     )
     .await;
     s.server
         .wait_until(Duration::from_secs(60), "45 deliveries", |p| p.len() >= 45)
         .await;
     // The next message proves nothing else is still on its way for big-1.
-    let marker = envelope(
+    s.send(
         "big-2",
         "sendMessage",
         "big-room",
         "p0",
         serde_json::json!({}),
-    );
-    send_all(
-        &s.backend,
-        &s.stack.queue_url,
-        &[("big-room".into(), "big-2".into(), marker)],
     )
     .await;
     s.server
@@ -288,38 +217,24 @@ async fn a_session_larger_than_one_query_page_reaches_everyone_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_can_exclude_the_sender_and_direct_reaches_only_named_members_of_the_session() {
-    let s = setup("direct").await;
-    connect_all(s.conns.as_ref(), "room", &ids("d", 4)).await;
-    connect_all(s.conns.as_ref(), "elsewhere", &["e0".to_owned()]).await;
-    let worker = spawn_worker(
-        &s.backend,
-        worker_config(
-            &s.stack,
-            &s.server.endpoint("test"),
-            &["--route", "announce=broadcast:exclude-sender"],
-        ),
-    )
-    .await;
+    let s = Rig::start("direct").await;
+    s.connect("room", &ids("d", 4)).await;
+    s.connect("elsewhere", &["e0".to_owned()]).await;
+    let worker = s
+        .worker(&["--route", "announce=broadcast:exclude-sender"])
+        .await;
     let msgs = vec![
-        (
-            "room".to_owned(),
-            "a-1".to_owned(),
-            envelope("a-1", "announce", "room", "d0", serde_json::json!({})),
-        ),
-        (
-            "room".to_owned(),
-            "w-1".to_owned(),
-            envelope(
-                "w-1",
-                "direct",
-                "room",
-                "d0",
-                // d2 by user id, d3 by connection id; e0 is in another session.
-                serde_json::json!({"to": {"userIds": ["user-d2"], "connectionIds": ["d3", "e0"]}}),
-            ),
+        message("a-1", "announce", "room", "d0", serde_json::json!({})),
+        message(
+            "w-1",
+            "direct",
+            "room",
+            "d0",
+            // d2 by user id, d3 by connection id; e0 is in another session.
+            serde_json::json!({"to": {"userIds": ["user-d2"], "connectionIds": ["d3", "e0"]}}),
         ),
     ];
-    send_all(&s.backend, &s.stack.queue_url, &msgs).await;
+    s.send_all(&msgs).await;
     s.server
         .wait_until(Duration::from_secs(30), "announce + direct", |p| {
             p.len() >= 5

@@ -5,38 +5,28 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use support::aws::{self, connect_all, envelope, send_all, spawn_worker, worker_config};
-use support::connections_server::ConnectionsServer;
-use switchboard::backend::Connections;
+use support::aws::{Rig, message};
 
 const GROUPS: usize = 20;
 const PER_GROUP: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_group_is_delivered_in_send_order_while_groups_run_concurrently() {
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, "order").await;
-    let server = ConnectionsServer::start().await;
-    let conns: Arc<dyn Connections> =
-        Arc::new(backend.connections(&stack.names.connections_table, None));
+    let rig = Rig::start("order").await;
+    let server = &rig.server;
 
     // Two members per session.
     let mut members: HashMap<String, Vec<String>> = HashMap::new();
     for g in 0..GROUPS {
         let session = format!("room-{g}");
         let ids = vec![format!("c{g}a"), format!("c{g}b")];
-        connect_all(conns.as_ref(), &session, &ids).await;
+        rig.connect(&session, &ids).await;
         members.insert(session, ids);
     }
 
-    let worker = spawn_worker(
-        &backend,
-        worker_config(&stack, &server.endpoint("test"), &["--max-groups", "8"]),
-    )
-    .await;
+    let worker = rig.worker(&["--max-groups", "8"]).await;
 
     // Interleaved: message i of every group before message i+1 of any group,
     // sent while the worker consumes.
@@ -45,17 +35,16 @@ async fn every_group_is_delivered_in_send_order_while_groups_run_concurrently() 
         for g in 0..GROUPS {
             let session = format!("room-{g}");
             let id = format!("{session}-m{i:03}");
-            let body = envelope(
+            sent.push(message(
                 &id,
                 "sendMessage",
                 &session,
                 &format!("c{g}a"),
                 serde_json::json!({ "n": i }),
-            );
-            sent.push((session, id, body));
+            ));
         }
     }
-    send_all(&backend, &stack.queue_url, &sent).await;
+    rig.send_all(&sent).await;
 
     let expected_posts = GROUPS * PER_GROUP * 2;
     server

@@ -9,8 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::aws::{self, connect_all, envelope, send_all, spawn_worker, worker_config};
-use support::connections_server::ConnectionsServer;
+use support::aws::{self, Rig, message};
 use switchboard::backend::Queue;
 
 const GROUPS: usize = 10;
@@ -18,31 +17,28 @@ const PER_GROUP: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_drains_within_the_grace_period_and_loses_nothing() {
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, "sigterm").await;
-    let server = ConnectionsServer::start().await;
+    let rig = Rig::start("sigterm").await;
+    let (backend, stack, server) = (&rig.backend, &rig.stack, &rig.server);
     server.set_latency(Duration::from_millis(40));
-    let conns = backend.connections(&stack.names.connections_table, None);
     let mut sent = Vec::new();
     for g in 0..GROUPS {
         let session = format!("room-{g}");
-        connect_all(&conns, &session, &[format!("c{g}")]).await;
+        rig.connect(&session, &[format!("c{g}")]).await;
     }
     for i in 0..PER_GROUP {
         for g in 0..GROUPS {
             let session = format!("room-{g}");
             let id = format!("{session}-m{i:02}");
-            let body = envelope(
+            sent.push(message(
                 &id,
                 "sendMessage",
                 &session,
                 &format!("c{g}"),
                 serde_json::json!({}),
-            );
-            sent.push((session, id, body));
+            ));
         }
     }
-    send_all(&backend, &stack.queue_url, &sent).await;
+    rig.send_all(&sent).await;
 
     let grace = Duration::from_secs(8);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -125,11 +121,7 @@ async fn sigterm_mid_stream_drains_within_the_grace_period_and_loses_nothing() {
 
     // A new worker delivers the rest, and every group's order held across the restart.
     server.set_latency(Duration::ZERO);
-    let worker = spawn_worker(
-        &backend,
-        worker_config(&stack, &server.endpoint("test"), &[]),
-    )
-    .await;
+    let worker = rig.worker(&[]).await;
     server
         .wait_until(Duration::from_secs(120), "all messages delivered", |p| {
             p.iter()

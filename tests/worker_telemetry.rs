@@ -5,20 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use support::aws::{self, spawn_worker, worker_config};
-use support::connections_server::ConnectionsServer;
+use support::aws::{self, Rig, spawn_worker, worker_config};
 use switchboard::backend::aws::AwsBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_when_polling_and_every_metric_family_is_exported() {
-    let backend = aws::backend().await;
-    let stack = aws::migrated_stack(&backend, "telemetry").await;
-    let server = ConnectionsServer::start().await;
-    let worker = spawn_worker(
-        &backend,
-        worker_config(&stack, &server.endpoint("test"), &[]),
-    )
-    .await;
+    let rig = Rig::start("telemetry").await;
+    let worker = rig.worker(&[]).await;
     assert_eq!(worker.http_get("/healthz").await.0, 200);
     support::eventually(Duration::from_secs(20), "ready", || async {
         (worker.http_get("/readyz").await.0 == 200).then_some(())
@@ -70,7 +63,7 @@ async fn alive_but_not_ready_while_the_queue_is_unreachable_and_stops_promptly()
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let backend = AwsBackend::new(aws::sdk_config_for(&url).await);
+    let backend = AwsBackend::new(support::sdk::config(Some(&url)).await);
     let stack = aws::Stack {
         names: aws::names("down"),
         queue_url: format!("{url}/123456789012/down.fifo"),

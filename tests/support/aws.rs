@@ -1,9 +1,6 @@
 //! The AWS backend pointed at moto's server (`scripts/test.sh` starts it and
 //! sets `SWITCHBOARD_TEST_AWS_ENDPOINT`).
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::config::Credentials;
 use switchboard::backend::aws::AwsBackend;
 use switchboard::ops::migrate;
 
@@ -40,31 +37,9 @@ pub fn endpoint() -> String {
         .clone()
 }
 
-/// SDK configuration for moto at `endpoint` (static test credentials, one retry).
-pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "switchboard-tests",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await
-}
-
-/// SDK configuration for moto.
-pub async fn sdk_config() -> SdkConfig {
-    sdk_config_for(&endpoint()).await
-}
-
-/// The AWS backend on moto.
+/// The AWS backend on moto (through [`endpoint`]).
 pub async fn backend() -> AwsBackend {
-    AwsBackend::new(sdk_config().await)
+    AwsBackend::new(super::sdk::config(Some(&endpoint())).await)
 }
 
 /// Tables and queues of one test, with unique names, created by `migrate`.
@@ -328,4 +303,84 @@ pub async fn peek_all(backend: &AwsBackend, queue_url: &str) -> Vec<aws_sdk_sqs:
         all.extend(out.messages().iter().cloned());
     }
     all
+}
+
+/// `(group, dedup id, body)` of an envelope v1 (see [`envelope`]) as the send
+/// handler enqueues it: group = `session`, dedup id = `id`. What [`send_all`]
+/// takes.
+pub fn message(
+    id: &str,
+    action: &str,
+    session: &str,
+    sender: &str,
+    payload: serde_json::Value,
+) -> (String, String, String) {
+    (
+        session.to_owned(),
+        id.to_owned(),
+        envelope(id, action, session, sender, payload),
+    )
+}
+
+/// One worker test's parts on moto: the backend, a migrated stack, a test
+/// @connections server (stage `test`) and the stack's connections table.
+pub struct Rig {
+    /// The AWS backend on moto.
+    pub backend: AwsBackend,
+    /// The test's tables and queues.
+    pub stack: Stack,
+    /// Where the worker posts.
+    pub server: super::connections_server::ConnectionsServer,
+    /// The stack's connections table.
+    pub conns: std::sync::Arc<dyn Connections>,
+}
+
+impl Rig {
+    /// Migrates a stack named after `prefix` and starts the @connections server.
+    pub async fn start(prefix: &str) -> Self {
+        let backend = backend().await;
+        let stack = migrated_stack(&backend, prefix).await;
+        let server = super::connections_server::ConnectionsServer::start().await;
+        let conns = std::sync::Arc::new(backend.connections(&stack.names.connections_table, None));
+        Rig {
+            backend,
+            stack,
+            server,
+            conns,
+        }
+    }
+
+    /// Stores connections `ids` in `session` (see [`connect_all`]).
+    pub async fn connect(&self, session: &str, ids: &[String]) -> Vec<Connection> {
+        connect_all(self.conns.as_ref(), session, ids).await
+    }
+
+    /// Starts the real worker on this stack, posting to the server, with
+    /// `extra` flags (see [`worker_config`]).
+    pub async fn worker(&self, extra: &[&str]) -> RunningWorker {
+        spawn_worker(
+            &self.backend,
+            worker_config(&self.stack, &self.server.endpoint("test"), extra),
+        )
+        .await
+    }
+
+    /// Sends `(group, dedup id, body)` messages to the inbound queue in order
+    /// (see [`send_all`]).
+    pub async fn send_all(&self, messages: &[(String, String, String)]) {
+        send_all(&self.backend, &self.stack.queue_url, messages).await
+    }
+
+    /// Sends one envelope v1 (see [`message`]).
+    pub async fn send(
+        &self,
+        id: &str,
+        action: &str,
+        session: &str,
+        sender: &str,
+        payload: serde_json::Value,
+    ) {
+        self.send_all(&[message(id, action, session, sender, payload)])
+            .await
+    }
 }

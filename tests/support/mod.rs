@@ -1,5 +1,6 @@
 //! Shared test support: unique names, polling with a deadline, a test
-//! @connections server, test tokens and the security suite's fixture, and
+//! @connections server, test tokens and the security suite's fixture, the one
+//! test SDK configuration, and
 //! (with `aws-tests`) the moto-backed AWS stack, and (with `lambda`) a Lambda
 //! Runtime API to run the function binaries against.
 #![allow(dead_code)]
@@ -9,12 +10,14 @@ pub mod cdp;
 pub mod connections_server;
 pub mod embedded;
 pub mod fixtures;
+pub mod gateway;
 pub mod jwt;
 pub mod ledger;
 pub mod process;
 pub mod recorder;
 #[cfg(feature = "lambda")]
 pub mod runtime_api;
+pub mod sdk;
 pub mod secure;
 pub mod stream;
 pub mod ws;
