@@ -847,6 +847,68 @@ mod tests {
         assert!(Endpoint::parse("http://x/a/../b").is_err());
     }
 
+    /// Counts fetches; its credentials expire `ttl` after each fetch.
+    #[derive(Debug)]
+    struct Counting {
+        fetches: Arc<std::sync::atomic::AtomicUsize>,
+        ttl: Option<Duration>,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.fetches.fetch_add(1, Ordering::SeqCst);
+            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+                aws_credential_types::Credentials::new(
+                    format!("AKID{n}"),
+                    "secret",
+                    Some("token".into()),
+                    self.ttl.map(|t| SystemTime::now() + t),
+                    "counting",
+                ),
+            ))
+        }
+    }
+
+    async fn fetches_for(ttl: Option<Duration>) -> (usize, String) {
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let provider = Counting {
+            fetches: fetches.clone(),
+            ttl,
+        };
+        let sdk = SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        let push = LeanPush::new(&sdk, Duration::from_secs(1));
+        let mut last = String::new();
+        for _ in 0..3 {
+            let s = push.inner.signer().await.unwrap();
+            assert_eq!(s.session_token.as_ref().unwrap(), "token");
+            last = s.access_key_id.clone();
+        }
+        (fetches.load(Ordering::SeqCst), last)
+    }
+
+    #[tokio::test]
+    async fn credentials_are_cached_until_shortly_before_they_expire() {
+        // An hour left: fetched once. No expiry: once (kept 15 minutes).
+        assert_eq!(
+            fetches_for(Some(Duration::from_secs(3600))).await,
+            (1, "AKID0".into())
+        );
+        assert_eq!(fetches_for(None).await, (1, "AKID0".into()));
+        // Inside the refresh buffer: fetched again each time.
+        assert_eq!(
+            fetches_for(Some(Duration::from_secs(5))).await,
+            (3, "AKID2".into())
+        );
+    }
+
     #[test]
     fn dates() {
         assert_eq!(&amz_date(1_732_719_600), b"20241127T150000Z");
