@@ -22,7 +22,9 @@ done
 CONCURRENCY=${SWITCHBOARD_FANOUT_CONCURRENCY:-128}
 ensure_tools
 echo "==> cargo build --release (worker and bench tools)"
-cargo build --release --quiet --bin switchboard --benches
+# BENCH_SKIP_BUILD=1 measures the binaries already built (e.g. while another
+# build of the same tree would only re-link them).
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin switchboard --benches
 BIN=target/release/switchboard
 WORK=$(mktemp -d)
 WORKER_PID=""

@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 RECORD=0
 [ "${1:-}" = "--record" ] && RECORD=1
 echo "==> cargo build --release (dev and bench tools)"
-cargo build --release --quiet --bin switchboard --benches
+# BENCH_SKIP_BUILD=1 measures the binaries already built (e.g. while another
+# build of the same tree would only re-link them).
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin switchboard --benches
 # The load tool itself, not `cargo bench` around it: the idle clients run in
 # the background and are stopped by pid.
 LOAD=("$(cargo bench --quiet --bench ws_load --no-run --message-format=json 2>/dev/null |

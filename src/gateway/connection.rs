@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Gateway;
 use super::events::{disconnect_event, message_event};
 use super::ids::new_id;
-use super::registry::{CloseReason, ConnHandle};
+use super::registry::{CloseReason, ConnHandle, OutboundReceiver};
 use crate::sync::now_ms;
 
 /// Client messages waiting for their integration, per connection; a client
@@ -42,7 +42,7 @@ pub(super) async fn run(
     gw: Gateway,
     handle: Arc<ConnHandle>,
     socket: WebSocket,
-    outbound: mpsc::Receiver<Message>,
+    outbound: OutboundReceiver,
 ) {
     let (sink, stream) = socket.split();
     let stop_writer = CancellationToken::new();
@@ -227,7 +227,7 @@ fn error_close(e: axum::Error) -> Option<CloseReason> {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Message>,
+    mut outbound: OutboundReceiver,
     handle: Arc<ConnHandle>,
     stop: CancellationToken,
 ) {
