@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: one message to a session of N connections (default 1,000,
 # 10,000 and 50,000) through the release `switchboard worker` on the embedded
-# store and the real aws-sdk-apigatewaymanagement client, to a minimal local
+# store and its signed @connections client (SigV4, as on AWS), to a minimal local
 # @connections sink (nginx answering 200). Beside it, the physical limit: wrk
 # POSTing the same body to the same sink at the same concurrency.
 #
@@ -22,7 +22,9 @@ done
 CONCURRENCY=${SWITCHBOARD_FANOUT_CONCURRENCY:-128}
 ensure_tools
 echo "==> cargo build --release (worker and bench tools)"
-cargo build --release --quiet --bin switchboard --benches
+# BENCH_SKIP_BUILD=1 measures the binaries already built (e.g. while another
+# build of the same tree would only re-link them).
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin switchboard --benches
 BIN=target/release/switchboard
 WORK=$(mktemp -d)
 WORKER_PID=""
@@ -34,7 +36,7 @@ printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 420)\nwrk.headers["Conte
 WRK=$(wrk -t2 -c"$CONCURRENCY" -d5s -s "$WORK/post.lua" "http://127.0.0.1:$SINK_PORT/bench/@connections/x" | awk '/Requests\/sec/ {print $2}')
 : >"$WORK/access.log"
 printf '\nsink limit (wrk -t2 -c%d, same body): %.0f requests/s\n\n' "$CONCURRENCY" "$WRK"
-printf '%8s %12s %10s %10s %10s %10s %8s %8s\n' N deliveries/s vs_wrk p50_ms p99_ms RSS_MiB CPU_s CPU_%
+printf '%8s %12s %10s %10s %10s %10s %8s %8s %12s\n' N deliveries/s vs_wrk p50_ms p99_ms RSS_MiB CPU_s CPU_% us_CPU/deliv
 for N in "${SIZES[@]}"; do
   DIR="$WORK/store-$N"
   cargo bench --quiet --bench seed -- "$DIR" 1 "$N" 1 200 2>/dev/null
@@ -56,12 +58,13 @@ for N in "${SIZES[@]}"; do
   P50=$(histogram_quantile "$WORK/metrics-$N" switchboard_delivery_duration_seconds 0.5)
   P99=$(histogram_quantile "$WORK/metrics-$N" switchboard_delivery_duration_seconds 0.99)
   CPU=$(echo "$CPU_TICKS / $(getconf CLK_TCK)" | bc -l)
-  printf '%8d %12.0f %9.0f%% %10.2f %10.2f %10.1f %8.2f %7.0f%%\n' "$N" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
-    "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$(echo "100 * $CPU / $WINDOW" | bc -l)"
+  US_PER=$(echo "1000000 * $CPU / $N" | bc -l)
+  printf '%8d %12.0f %9.0f%% %10.2f %10.2f %10.1f %8.2f %7.0f%% %12.1f\n' "$N" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
+    "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$(echo "100 * $CPU / $WINDOW" | bc -l)" "$US_PER"
   if [ "$RECORD" = 1 ]; then
-    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.0f | `bench/fanout.sh %d` |\n' \
+    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.1f | %.0f | `bench/fanout.sh %d` |\n' \
       "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$N" "$CONCURRENCY" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
-      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$WRK" "$N" >>"$WORK/rows"
+      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$US_PER" "$WRK" "$N" >>"$WORK/rows"
   fi
 done
 if [ "$RECORD" = 1 ]; then

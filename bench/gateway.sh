@@ -6,7 +6,9 @@
 #   - one message broadcast to 1,000 members of a session, end to end (client
 #     send → every member received), p50/p99 over 50 messages,
 #   - sustained messages/s from 100 clients (each in its own session, up to 8
-#     messages in flight, every message echoed back through queue and worker).
+#     messages in flight, every message echoed back through queue and worker),
+#   - paced: 100 clients × 10 messages/s for 30 s, every message echoed back:
+#     how many were lost, p50/p99 end-to-end latency.
 #
 #   bench/gateway.sh [--record]
 set -euo pipefail
@@ -15,7 +17,9 @@ cd "$(dirname "$0")/.."
 RECORD=0
 [ "${1:-}" = "--record" ] && RECORD=1
 echo "==> cargo build --release (dev and bench tools)"
-cargo build --release --quiet --bin switchboard --benches
+# BENCH_SKIP_BUILD=1 measures the binaries already built (e.g. while another
+# build of the same tree would only re-link them).
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet --bin switchboard --benches
 # The load tool itself, not `cargo bench` around it: the idle clients run in
 # the background and are stopped by pid.
 LOAD=("$(cargo bench --quiet --bench ws_load --no-run --message-format=json 2>/dev/null |
@@ -66,6 +70,12 @@ start_dev
 S=$("${LOAD[@]}" sustained "ws://127.0.0.1:$PORT/dev" 100 10 | tail -1)
 echo "$S"
 ROWS+=("$(printf '| %s | %s | sustained, 100 clients | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$S")")
+stop_dev
+
+start_dev
+P=$("${LOAD[@]}" paced "ws://127.0.0.1:$PORT/dev" 100 10 30 | tail -1)
+echo "$P"
+ROWS+=("$(printf '| %s | %s | paced, 100 clients × 10/s for 30 s | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$P")")
 stop_dev
 
 if [ "$RECORD" = 1 ]; then

@@ -6,6 +6,9 @@
 //!                                      per-receiver latency of each message (p50/p99)
 //!   ws_load sustained URL CLIENTS SECONDS every client in its own session sends with
 //!                                      up to 8 in flight; messages/s received back
+//!   ws_load paced URL CLIENTS RATE SECONDS every client in its own session sends RATE
+//!                                      messages/s for SECONDS; every message must come
+//!                                      back (lost = sent − received), p50/p99 latency
 //!
 //! URL is the stage URL without query, e.g. ws://127.0.0.1:8080/dev. Connections
 //! are spread over source addresses 127.0.0.1–127.0.0.8 so that more than one
@@ -182,6 +185,72 @@ async fn sustained(url: &str, clients: usize, seconds: u64) {
     );
 }
 
+async fn paced(url: &str, clients: usize, rate: u64, seconds: u64) {
+    let clock = Instant::now();
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::new();
+    for i in 0..clients {
+        sockets.push(connect(url, &format!("paced{i}-{}", std::process::id()), i).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, ws) in sockets.into_iter().enumerate() {
+        let (lat, sent) = (latencies.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = ws.split();
+            let want = rate * seconds;
+            let reader = tokio::spawn(async move {
+                let mut got = 0;
+                while got < want {
+                    let Ok(Some(Ok(m))) =
+                        tokio::time::timeout(Duration::from_secs(10), rx.next()).await
+                    else {
+                        break;
+                    };
+                    let Message::Text(t) = m else { continue };
+                    let now = micros(clock);
+                    let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if f["type"] != "message" {
+                        continue;
+                    }
+                    let at: u128 = f["payload"]["sentUs"].as_str().unwrap().parse().unwrap();
+                    lat.lock().unwrap().push((now - at) as f64 / 1000.0);
+                    got += 1;
+                }
+            });
+            // Clients start spread over the first period, not all at once.
+            let period = Duration::from_micros(1_000_000 / rate.max(1));
+            tokio::time::sleep(period * i as u32 / clients.max(1) as u32).await;
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for seq in 0..want {
+                tick.tick().await;
+                if tx.send(say("p", seq, micros(clock))).await.is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = reader.await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let sent = sent.load(Ordering::Relaxed);
+    println!(
+        "paced clients={clients} rate={rate}/s seconds={:.1} sent={sent} received={} lost={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        start.elapsed().as_secs_f64(),
+        l.len(),
+        sent.saturating_sub(l.len() as u64),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -193,8 +262,11 @@ async fn main() {
         Some("idle") => idle(&args[1], num(2) as usize, num(3)).await,
         Some("broadcast") => broadcast(&args[1], num(2) as usize, num(3)).await,
         Some("sustained") => sustained(&args[1], num(2) as usize, num(3)).await,
+        Some("paced") => paced(&args[1], num(2) as usize, num(3), num(4)).await,
         _ => {
-            eprintln!("usage: ws_load idle|broadcast|sustained URL N SECONDS|ROUNDS");
+            eprintln!(
+                "usage: ws_load idle|broadcast|sustained URL N SECONDS|ROUNDS, or paced URL CLIENTS RATE SECONDS"
+            );
             std::process::exit(2);
         }
     }

@@ -39,6 +39,9 @@ if ! command -v /usr/bin/chromium >/dev/null; then
 fi
 
 export SWITCHBOARD_TEST_AWS_ENDPOINT="$MOTO_URL"
+# botocore (installed with moto) signs the same requests as the lean
+# @connections client in tests/push_parity.rs.
+export SWITCHBOARD_TEST_PYTHON="$PWD/$VENV/bin/python"
 # The tests configure the SDK explicitly; keep a developer's AWS settings out.
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_DYNAMODB || true
 

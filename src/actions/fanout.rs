@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::Semaphore;
 
-use crate::backend::{BackendError, Connection, Connections, ErrorKind, Push};
+use crate::backend::{BackendError, Connection, Connections, ErrorKind, Frame, Push};
 use crate::telemetry::Metrics;
 
 /// How one recipient's delivery ended.
@@ -200,6 +200,9 @@ impl Fanout {
         frame: Bytes,
         exclude: Option<&str>,
     ) -> Result<FanoutReport, BackendError> {
+        // Every recipient gets the same bytes: what the transport derives from
+        // them (the payload hash) is computed once, here.
+        let frame = Frame::new(frame);
         let mut report = FanoutReport::default();
         let mut waiting: VecDeque<Connection> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
@@ -208,7 +211,7 @@ impl Fanout {
         loop {
             while in_flight.len() < self.concurrency {
                 let Some(c) = waiting.pop_front() else { break };
-                in_flight.push(self.deliver(endpoint, c, frame.clone()));
+                in_flight.push(self.deliver(endpoint, c, &frame));
             }
             // Read the next page as soon as the previous one arrived, so a slow
             // Query never stalls deliveries; at most about two pages are buffered.
@@ -246,13 +249,14 @@ impl Fanout {
         recipients: Vec<Connection>,
         frame: Bytes,
     ) -> FanoutReport {
+        let frame = Frame::new(frame);
         let mut report = FanoutReport::default();
         let mut waiting = recipients.into_iter();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.concurrency {
                 let Some(c) = waiting.next() else { break };
-                in_flight.push(self.deliver(endpoint, c, frame.clone()));
+                in_flight.push(self.deliver(endpoint, c, &frame));
             }
             match in_flight.next().await {
                 Some(d) => report.add(d),
@@ -269,7 +273,10 @@ impl Fanout {
         connection_id: &str,
         frame: Bytes,
     ) -> Delivery {
-        let d = self.post_with_retries(endpoint, connection_id, frame).await;
+        let frame = Frame::new(frame);
+        let d = self
+            .post_with_retries(endpoint, connection_id, &frame)
+            .await;
         if d == Delivery::Gone {
             match self.connections.get(connection_id).await {
                 Ok(Some(c)) => self.prune(&c).await,
@@ -285,7 +292,7 @@ impl Fanout {
     }
 
     /// Posts to one recipient; on 410 prunes exactly that connection item.
-    async fn deliver(&self, endpoint: &str, conn: Connection, frame: Bytes) -> Delivery {
+    async fn deliver(&self, endpoint: &str, conn: Connection, frame: &Frame) -> Delivery {
         let d = self
             .post_with_retries(endpoint, &conn.connection_id, frame)
             .await;
@@ -303,7 +310,7 @@ impl Fanout {
         &self,
         endpoint: &str,
         connection_id: &str,
-        frame: Bytes,
+        frame: &Frame,
     ) -> Delivery {
         let d = self.post_until_final(endpoint, connection_id, frame).await;
         match d {
@@ -318,7 +325,7 @@ impl Fanout {
         &self,
         endpoint: &str,
         connection_id: &str,
-        frame: Bytes,
+        frame: &Frame,
     ) -> Delivery {
         let mut delays = self.retry.delays();
         let retry = !self.struggling.contains(connection_id);
@@ -328,7 +335,7 @@ impl Fanout {
                 // `self` is borrowed.
                 let _permit = self.permits.acquire().await.ok();
                 let started = Instant::now();
-                let r = self.push.post(endpoint, connection_id, frame.clone()).await;
+                let r = self.push.post_frame(endpoint, connection_id, frame).await;
                 self.metrics
                     .delivery_duration
                     .observe(started.elapsed().as_secs_f64());

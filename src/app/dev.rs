@@ -1,7 +1,7 @@
 //! `switchboard dev`: the whole system on one machine. The local gateway (with
 //! the builtin handlers), the embedded queue and tables, the worker posting back
-//! through the real `aws-sdk-apigatewaymanagement` client to the gateway's own
-//! @connections API, the demo page and `/metrics`, all on one port.
+//! through the worker's SigV4-signed @connections client (the one it uses on
+//! AWS) to the gateway's own @connections API, the demo page and `/metrics`, all on one port.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -73,8 +73,8 @@ pub async fn embedded_backends(
 }
 
 /// The @connections client for local endpoints (the local gateway accepts any
-/// SigV4-signed request): the real SDK client with fixed credentials,
-/// independent of the user's AWS configuration.
+/// SigV4-signed request): the worker's own signed client (`AwsBackend::push`)
+/// with fixed credentials, independent of the user's AWS configuration.
 pub async fn local_push() -> AwsBackend {
     local_push_signed_by(None).await
 }

@@ -321,6 +321,64 @@ pub trait Push: Send + Sync + 'static {
     /// POSTs `data` to `{endpoint}/@connections/{connection_id}`. A connection that
     /// no longer exists fails with [`ErrorKind::Gone`].
     async fn post(&self, endpoint: &str, connection_id: &str, data: Bytes) -> Result<()>;
+
+    /// Like [`Push::post`] for a frame that many recipients get: a transport
+    /// may keep what it derives from the bytes (the SigV4 payload hash) in
+    /// the [`Frame`] and reuse it for every recipient.
+    async fn post_frame(&self, endpoint: &str, connection_id: &str, frame: &Frame) -> Result<()> {
+        self.post(endpoint, connection_id, frame.bytes().clone())
+            .await
+    }
+}
+
+/// A frame's bytes, shared by every recipient of one message, and their
+/// SHA-256 (lowercase hex, SigV4's payload hash), computed at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    bytes: Bytes,
+    sha256_hex: std::sync::Arc<std::sync::OnceLock<[u8; 64]>>,
+}
+
+impl Frame {
+    /// A frame of `bytes`.
+    pub fn new(bytes: Bytes) -> Self {
+        Frame {
+            bytes,
+            sha256_hex: std::sync::Arc::default(),
+        }
+    }
+
+    /// The bytes posted.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Lowercase hex SHA-256 of the bytes; hashed on first use only.
+    pub fn sha256_hex(&self) -> &str {
+        let hex = self.sha256_hex.get_or_init(|| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.bytes);
+            hex_lower(digest.as_ref())
+        });
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(hex).unwrap_or_default()
+    }
+}
+
+/// Lowercase hex of a 32-byte digest.
+pub(crate) fn hex_lower(digest: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; 64];
+    for (i, b) in digest.iter().take(32).enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Frame::new(bytes)
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::Gateway;
 use super::events::{disconnect_event, message_event};
 use super::ids::new_id;
-use super::registry::{CloseReason, ConnHandle};
+use super::registry::{CloseReason, ConnHandle, OutboundReceiver};
 use crate::sync::now_ms;
 
 /// Client messages waiting for their integration, per connection; a client
@@ -42,7 +42,7 @@ pub(super) async fn run(
     gw: Gateway,
     handle: Arc<ConnHandle>,
     socket: WebSocket,
-    outbound: mpsc::Receiver<Message>,
+    outbound: OutboundReceiver,
 ) {
     let (sink, stream) = socket.split();
     let stop_writer = CancellationToken::new();
@@ -52,10 +52,10 @@ pub(super) async fn run(
         handle.clone(),
         stop_writer.clone(),
     ));
-    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
-    let dispatcher = tokio::spawn(dispatch_loop(gw.clone(), handle.clone(), in_rx));
-
-    let ended = read_loop(&gw, &handle, stream, in_tx).await;
+    // The dispatcher (a task and its queue) starts with the client's first
+    // message: most connections only listen, and an idle one costs less.
+    let mut dispatcher = Dispatcher::default();
+    let ended = read_loop(&gw, &handle, stream, &mut dispatcher).await;
     // From here on @connections answers 410 for this id.
     gw.inner.registry.remove(&handle.id);
     if handle.close_reason().is_none() {
@@ -68,12 +68,14 @@ pub(super) async fn run(
     }
     // Messages received before the close are still handled (as on AWS, where
     // their integrations are already running), then `$disconnect` runs.
-    let _ = dispatcher.await;
+    dispatcher.finish().await;
     let metrics = &gw.inner.metrics;
     metrics.open.dec();
     metrics.closes.with_label_values(&[ended.label]).inc();
     tracing::info!(connection = %handle.id, code = ended.code, reason = %ended.reason, "closed");
-    disconnect(&gw, &handle, ended.code, &ended.reason).await;
+    // Boxed: the integration call's future is large, and inline it would be
+    // part of every open connection's task for the whole connection.
+    Box::pin(disconnect(&gw, &handle, ended.code, &ended.reason)).await;
 }
 
 /// Runs the `$disconnect` route for `handle`; failures are logged (best effort,
@@ -94,11 +96,37 @@ pub(super) async fn disconnect(gw: &Gateway, handle: &ConnHandle, code: u16, rea
     }
 }
 
+/// The task that routes a connection's messages, once it has any.
+#[derive(Default)]
+struct Dispatcher {
+    running: Option<(mpsc::Sender<String>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Dispatcher {
+    /// The queue of the dispatcher, started on first use.
+    fn queue(&mut self, gw: &Gateway, handle: &Arc<ConnHandle>) -> &mpsc::Sender<String> {
+        let (tx, _) = self.running.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+            let task = tokio::spawn(dispatch_loop(gw.clone(), handle.clone(), rx));
+            (tx, task)
+        });
+        tx
+    }
+
+    /// Waits until every queued message was handled.
+    async fn finish(self) {
+        if let Some((tx, task)) = self.running {
+            drop(tx);
+            let _ = task.await;
+        }
+    }
+}
+
 async fn read_loop(
     gw: &Gateway,
-    handle: &ConnHandle,
+    handle: &Arc<ConnHandle>,
     mut stream: SplitStream<WebSocket>,
-    in_tx: mpsc::Sender<String>,
+    dispatcher: &mut Dispatcher,
 ) -> Ended {
     let limits = gw.config().limits;
     let max_deadline = Instant::now() + limits.max_connection;
@@ -126,6 +154,7 @@ async fn read_loop(
             Some(Ok(Message::Text(text))) => {
                 idle_deadline = Instant::now() + limits.idle_timeout;
                 handle.touch();
+                let in_tx = dispatcher.queue(gw, handle);
                 tokio::select! {
                     _ = in_tx.send(text.to_string()) => {}
                     _ = handle.closing() => {}
@@ -198,7 +227,7 @@ fn error_close(e: axum::Error) -> Option<CloseReason> {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Message>,
+    mut outbound: OutboundReceiver,
     handle: Arc<ConnHandle>,
     stop: CancellationToken,
 ) {

@@ -1,13 +1,13 @@
 //! The gateway's open connections, by id: what the @connections API posts to,
 //! reads and closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Message;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::edge::KeyState;
@@ -99,7 +99,7 @@ pub struct ConnHandle {
     pub domain_name: String,
     last_active: AtomicI64,
     open: AtomicBool,
-    outbound: mpsc::Sender<Message>,
+    outbound: Arc<Outbound>,
     closing: CancellationToken,
     close_reason: Mutex<Option<CloseReason>>,
 }
@@ -127,8 +127,14 @@ impl ConnHandle {
         caller: Caller,
         connected_at: i64,
         buffer: usize,
-    ) -> (Self, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(buffer);
+    ) -> (Self, OutboundReceiver) {
+        let tx = Arc::new(Outbound {
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            room: Notify::new(),
+            capacity: buffer.max(1),
+        });
+        let rx = OutboundReceiver(tx.clone());
         let handle = ConnHandle {
             id,
             stage,
@@ -175,20 +181,30 @@ impl ConnHandle {
         if !self.open.load(Ordering::SeqCst) {
             return PostOutcome::Connecting;
         }
-        match self.outbound.try_send(msg) {
+        match self.outbound.try_push(msg) {
             Ok(()) => {
                 self.touch();
                 PostOutcome::Sent
             }
-            Err(mpsc::error::TrySendError::Full(_)) => PostOutcome::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => PostOutcome::Gone,
+            Err(Refused::Full(_)) => PostOutcome::Full,
+            Err(Refused::Closed) => PostOutcome::Gone,
         }
     }
 
     /// Queues a frame of the gateway's own (route responses, error frames),
     /// waiting for room; false when the connection is gone.
-    pub async fn reply(&self, msg: Message) -> bool {
-        self.outbound.send(msg).await.is_ok()
+    pub async fn reply(&self, mut msg: Message) -> bool {
+        loop {
+            let room = self.outbound.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.outbound.try_push(msg) {
+                Ok(()) => return true,
+                Err(Refused::Closed) => return false,
+                Err(Refused::Full(m)) => msg = m,
+            }
+            room.await;
+        }
     }
 
     /// Asks the connection to close; the first reason wins.
@@ -214,6 +230,89 @@ impl ConnHandle {
     /// Whether [`close`](Self::close) was called.
     pub fn is_closing(&self) -> bool {
         self.closing.is_cancelled()
+    }
+}
+
+/// A connection's outbound frames, at most `capacity` waiting. Memory is
+/// held only while frames wait: a tokio mpsc channel would allocate a
+/// 32-slot block (about 2 KiB) up front for every connection, idle or not.
+#[derive(Debug)]
+pub struct Outbound {
+    queue: Mutex<Queue>,
+    /// Wakes the writer: a frame arrived or the queue closed.
+    ready: Notify,
+    /// Wakes repliers waiting for room.
+    room: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Message>,
+    /// The writer is gone: nothing will be sent any more.
+    closed: bool,
+}
+
+enum Refused {
+    Full(Message),
+    Closed,
+}
+
+impl Outbound {
+    fn try_push(&self, msg: Message) -> Result<(), Refused> {
+        let mut q = crate::sync::lock(&self.queue);
+        if q.closed {
+            return Err(Refused::Closed);
+        }
+        if q.frames.len() >= self.capacity {
+            return Err(Refused::Full(msg));
+        }
+        q.frames.push_back(msg);
+        drop(q);
+        self.ready.notify_one();
+        Ok(())
+    }
+}
+
+/// The writer's end of a connection's [`Outbound`] frames; dropping it
+/// closes the queue (posts then find the connection gone).
+#[derive(Debug)]
+pub struct OutboundReceiver(Arc<Outbound>);
+
+impl OutboundReceiver {
+    /// The next frame, waiting for one.
+    pub async fn recv(&mut self) -> Option<Message> {
+        loop {
+            let ready = self.0.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            {
+                let mut q = crate::sync::lock(&self.0.queue);
+                if let Some(m) = q.frames.pop_front() {
+                    if q.frames.is_empty() {
+                        // Give the buffer back: an idle connection keeps none.
+                        q.frames = VecDeque::new();
+                    }
+                    drop(q);
+                    self.0.room.notify_one();
+                    return Some(m);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            ready.await;
+        }
+    }
+}
+
+impl Drop for OutboundReceiver {
+    fn drop(&mut self) {
+        let mut q = crate::sync::lock(&self.0.queue);
+        q.closed = true;
+        q.frames = VecDeque::new();
+        drop(q);
+        self.0.room.notify_waiters();
     }
 }
 
@@ -255,5 +354,53 @@ impl Registry {
     /// Connections known now (connecting or open).
     pub fn len(&self) -> usize {
         crate::sync::lock(&self.map).len()
+    }
+}
+
+#[cfg(test)]
+mod outbound_tests {
+    use super::*;
+
+    fn open_handle(buffer: usize) -> (Arc<ConnHandle>, OutboundReceiver) {
+        let (h, rx) = ConnHandle::new(
+            "id".into(),
+            "dev".into(),
+            "localhost".into(),
+            Caller::default(),
+            0,
+            buffer,
+        );
+        h.mark_open();
+        (Arc::new(h), rx)
+    }
+
+    #[tokio::test]
+    async fn bounded_in_order_and_gone_once_the_writer_is() {
+        let (h, mut rx) = open_handle(2);
+        assert_eq!(h.post(Message::text("a")), PostOutcome::Sent);
+        assert_eq!(h.post(Message::text("b")), PostOutcome::Sent);
+        assert_eq!(h.post(Message::text("c")), PostOutcome::Full);
+        // A reply waits for room, then goes after what was queued.
+        let replier = {
+            let h = h.clone();
+            tokio::spawn(async move { h.reply(Message::text("r")).await })
+        };
+        assert_eq!(rx.recv().await, Some(Message::text("a")));
+        assert!(replier.await.unwrap());
+        assert_eq!(rx.recv().await, Some(Message::text("b")));
+        assert_eq!(rx.recv().await, Some(Message::text("r")));
+        // The writer waits for the next frame.
+        let waiting = tokio::spawn(async move {
+            let m = rx.recv().await;
+            (m, rx)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(h.post(Message::text("d")), PostOutcome::Sent);
+        let (m, rx) = waiting.await.unwrap();
+        assert_eq!(m, Some(Message::text("d")));
+        // Without a writer the connection is gone, for posts and replies.
+        drop(rx);
+        assert_eq!(h.post(Message::text("e")), PostOutcome::Gone);
+        assert!(!h.reply(Message::text("f")).await);
     }
 }

@@ -1,6 +1,6 @@
 //! The AWS implementation of the backend traits: SQS FIFO ([`SqsQueue`]), DynamoDB
 //! ([`DynamoConnections`], [`DynamoMessages`]) and the API Gateway management API
-//! ([`ApiGatewayPush`]).
+//! ([`LeanPush`], and the SDK's [`ApiGatewayPush`]).
 //!
 //! Configuration comes from `aws-config`'s standard chain (environment, profile,
 //! ECS task role), so `AWS_ENDPOINT_URL` points every client at a stand-in.
@@ -12,7 +12,7 @@ mod push;
 mod sqs;
 
 pub use dynamo::{DynamoConnections, DynamoMessages};
-pub use push::ApiGatewayPush;
+pub use push::{ApiGatewayPush, Clock, LeanPush};
 pub use sqs::SqsQueue;
 
 pub(crate) use classify::classify;
@@ -93,9 +93,17 @@ impl AwsBackend {
         DynamoMessages::new(self.dynamodb.clone(), table.into())
     }
 
-    /// The @connections transport. SDK retries are off: the fan-out retries each
-    /// recipient itself, with its own bounded backoff, and counts every attempt.
-    pub fn push(&self) -> ApiGatewayPush {
+    /// The @connections transport of the hot path: the lean signed client,
+    /// one attempt per call (the fan-out retries each recipient itself, with
+    /// its own bounded backoff, and counts every attempt).
+    pub fn push(&self) -> LeanPush {
+        LeanPush::new(&self.sdk, DYNAMODB_ATTEMPT_TIMEOUT)
+    }
+
+    /// The same transport through the real `aws-sdk-apigatewaymanagement`
+    /// client (the reference the lean client is tested against). SDK retries
+    /// are off, as the fan-out retries.
+    pub fn sdk_push(&self) -> ApiGatewayPush {
         ApiGatewayPush::new(
             aws_sdk_apigatewaymanagement::config::Builder::from(&self.sdk)
                 .retry_config(RetryConfig::disabled())

@@ -1,5 +1,10 @@
-//! [`Push`] through the API Gateway management API (`@connections`), with one
-//! SDK client per endpoint so that connections and signing keys are reused.
+//! [`Push`] through the API Gateway management API (`@connections`): the
+//! lean client on the hot path ([`LeanPush`]), and the SDK client, one per
+//! endpoint, kept as the reference the lean one is tested against.
+
+mod lean;
+
+pub use lean::{Clock, LeanPush};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
