@@ -170,8 +170,17 @@ async fn post_inner(gw: &Gateway, call: &Call, body: Body) -> Response {
     // Read one byte past the limit to tell "at the limit" from "over it".
     // The signature covers the body, so it is read (bounded) before the
     // signature is checked.
-    let Ok(data) = to_bytes(body, limit + 1).await else {
-        return too_large();
+    let data = match to_bytes(body, limit + 1).await {
+        Ok(data) => data,
+        // `[limits] body_timeout_secs`: the connection is closed after this.
+        Err(e) if super::listener::is_body_timeout(&e) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                &e.to_string(),
+            );
+        }
+        Err(_) => return too_large(),
     };
     if data.len() > limit {
         return too_large();
