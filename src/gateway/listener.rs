@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::Limits;
+use super::origin::LocalAddr;
 use super::tls::TlsListener;
 use crate::telemetry::GatewayMetrics;
 
@@ -297,7 +298,7 @@ pub(super) async fn serve(
             _ = stop.cancelled() => break,
         };
         fds.check();
-        let (io, peer) = match accepted {
+        let (io, peer, local) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 if is_connection_error(&e) {
@@ -328,7 +329,7 @@ pub(super) async fn serve(
         };
         conns.spawn(connection(
             io,
-            peer,
+            (peer, local),
             state,
             router.clone(),
             limits.body_timeout,
@@ -343,7 +344,7 @@ pub(super) async fn serve(
 /// One connection: hyper's HTTP/1.1 with upgrades, the service marking phases.
 async fn connection(
     io: Deadlined<Box<dyn Io>>,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, Option<SocketAddr>),
     state: Arc<ConnState>,
     router: Router,
     body_timeout: Duration,
@@ -357,6 +358,9 @@ async fn connection(
         svc_state.enter(Phase::InRequest);
         let mut req = req.map(|b| TimedBody::new(b, body_timeout, body_timeouts.clone()));
         req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(local) = local {
+            req.extensions_mut().insert(LocalAddr(local));
+        }
         let call = hyper::service::Service::call(&tower, req);
         let state = svc_state.clone();
         async move {
@@ -394,17 +398,22 @@ async fn connection(
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-async fn accept(source: &mut Source) -> io::Result<(Box<dyn Io>, SocketAddr)> {
+/// An accepted connection: its stream, the peer and the local address.
+type Accepted = (Box<dyn Io>, SocketAddr, Option<SocketAddr>);
+
+async fn accept(source: &mut Source) -> io::Result<Accepted> {
     match source {
         Source::Plain(l) => {
             let (tcp, peer) = l.accept().await?;
             // As axum::serve: small responses and frames go out at once.
             let _ = tcp.set_nodelay(true);
-            Ok((Box::new(tcp), peer))
+            let local = tcp.local_addr().ok();
+            Ok((Box::new(tcp), peer, local))
         }
         Source::Tls(l) => {
             let (tls, peer) = axum::serve::Listener::accept(l).await;
-            Ok((Box::new(tls), peer))
+            let local = tls.get_ref().0.local_addr().ok();
+            Ok((Box::new(tls), peer, local))
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod ids;
 pub mod integration;
 mod listener;
 mod management;
+pub mod origin;
 mod registry;
 pub mod route;
 pub mod sigv4;

@@ -75,6 +75,18 @@ pub(super) async fn upgrade(
     if let Err(reason) = edge.check_ip(&stage, client) {
         return rejected(&gw, reason, &stage, &source_ip);
     }
+    // `[stages.X] allowed_origins`: off by default, as on API Gateway.
+    let allowed = &config.stage(&stage).allowed_origins;
+    if !allowed.is_empty() && !super::origin::handshake_allowed(&headers, allowed) {
+        let metrics = &gw.inner.metrics;
+        metrics.connections.with_label_values(&["rejected"]).inc();
+        metrics
+            .cross_site
+            .with_label_values(&["connect", "origin"])
+            .inc();
+        tracing::info!(%stage, ip = %source_ip, "handshake rejected: Origin not in allowed_origins");
+        return message(StatusCode::FORBIDDEN, "Forbidden");
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),

@@ -71,6 +71,8 @@ pub(super) struct StageSection {
     pub(super) connect_throttle_per_ip: Option<Spanned<ThrottleSection>>,
     #[serde(default)]
     pub(super) route_throttle: BTreeMap<String, Spanned<ThrottleSection>>,
+    #[serde(default)]
+    pub(super) allowed_origins: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
