@@ -135,8 +135,22 @@ pub(super) async fn send(
 pub(super) fn default_route(h: &Handlers, event: &WebSocketEvent) -> ProxyResponse {
     let actions = &h.settings.known_actions;
     let example = actions.first().map(String::as_str).unwrap_or("sendMessage");
+    // A frame that is not JSON at all (a number out of range such as 1e400,
+    // a lone surrogate escape, nesting past the parser's limit) is routed
+    // here too, as on API Gateway; say so rather than "no route".
+    let not_json = event
+        .body
+        .as_deref()
+        // `Value`, not `IgnoredAny`: skipping does not check number ranges
+        // or escapes.
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).err())
+        .unwrap_or(None);
+    let why = match not_json {
+        Some(e) => format!("the frame is not valid JSON ({e})"),
+        None => "no route for this frame".to_owned(),
+    };
     let message = format!(
-        "no route for this frame: send {{\"action\": \"{example}\", \"data\": ...}} with action one of {}",
+        "{why}: send {{\"action\": \"{example}\", \"data\": ...}} with action one of {}",
         actions.join(", ")
     );
     let mut frame = json!({
