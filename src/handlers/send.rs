@@ -4,9 +4,10 @@
 use serde_json::{Value, json};
 
 use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
+use crate::actions::MAX_FRAME_BYTES;
 use crate::backend::OutgoingMessage;
 use crate::envelope::{
-    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, Sender, encoded_len,
+    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, MessageFrame, Sender, encoded_len,
 };
 
 /// The envelope for a message event whose connection belongs to `session_id`,
@@ -63,6 +64,24 @@ pub fn envelope_for(
         received_at: ctx.request_time_epoch,
         payload,
     };
+    // The worker delivers the payload inside a message frame (id, session,
+    // action, sender, time around it), and @connections takes at most
+    // 128 KiB: a `data` just under its own limit made a frame over it, which
+    // the worker dead-lettered. Measure the exact frame it will build.
+    let frame_len = serde_json::to_vec(&MessageFrame::from_envelope(&envelope))
+        .map(|f| f.len())
+        .unwrap_or(usize::MAX);
+    if frame_len > MAX_FRAME_BYTES {
+        return Err(refuse(
+            413,
+            id,
+            "payload_too_large",
+            format!(
+                "`data` is {size} bytes encoded; with the message frame around it that is \
+                 {frame_len} bytes, over the {MAX_FRAME_BYTES} a WebSocket message may have"
+            ),
+        ));
+    }
     let text = serde_json::to_string(&envelope).expect("an envelope always encodes");
     Envelope::parse(&text).map_err(|e| refuse(400, id, e.kind(), e.to_string()))
 }
