@@ -109,3 +109,27 @@ fn help_and_version_exit_0() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("switchboard "));
 }
+
+#[test]
+fn dev_says_when_its_state_directory_is_not_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sb-cli-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Under `timeout`: before the check, dev (as root) started and ran on.
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["dev", "--data-dir", dir.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run switchboard");
+    let code = out.status.code().unwrap_or(-1);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not writable"), "{stderr}");
+    assert!(stderr.contains("--ephemeral"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}

@@ -74,6 +74,9 @@ fn check_pipelines(gateway: &GatewayConfig, pipelines: &Pipelines) -> Result<(),
 
 pub(super) async fn command(args: &DevArgs) -> Result<(), Error> {
     let config = dev_config(args)?;
+    if !args.ephemeral {
+        writable(&args.data_dir)?;
+    }
     let store = if args.ephemeral {
         EmbeddedStore::in_memory().await
     } else {
@@ -104,6 +107,40 @@ pub(super) async fn command(args: &DevArgs) -> Result<(), Error> {
     );
     println!("Ctrl-C stops; queued messages stay queued.");
     run_dev(config, store, listener, shutdown_signal()).await
+}
+
+/// An existing state directory must be writable: SQLite would otherwise fail
+/// later with a bare "disk I/O error". A directory without any write
+/// permission bit counts as read-only even for root, who could write anyway.
+fn writable(dir: &std::path::Path) -> Result<(), UsageError> {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        // Not there yet: the store creates it (and says so if it cannot).
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        UsageError(format!(
+            "the state directory {} is not writable ({why}): give --data-dir a writable \
+             directory, or use --ephemeral",
+            dir.display()
+        ))
+    };
+    if !meta.is_dir() {
+        return Err(UsageError(format!(
+            "--data-dir {} is not a directory",
+            dir.display()
+        )));
+    }
+    if meta.permissions().readonly() {
+        return Err(refuse("its permissions allow no writes".into()));
+    }
+    let probe = dir.join(format!(".switchboard-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
 }
 
 /// Runs everything on `listener` with `store` until `shutdown`, then closes the

@@ -170,6 +170,16 @@ async fn read_loop(
                 // One more read flushes tungstenite's close reply.
                 let _ = timeout(CLOSE_GRACE, stream.next()).await;
                 return match frame {
+                    // A code that may not be sent (below 1000, 1004-1006,
+                    // 1015, 1016-2999, 5000 and up): tungstenite has already
+                    // answered 1002 "Protocol violation" and hands us that
+                    // frame in place of the client's; count it as a protocol
+                    // error, not as the client's own close.
+                    Some(f) if f.code == 1002 && f.reason.as_str() == PROTOCOL_VIOLATION => Ended {
+                        code: 1002,
+                        reason: PROTOCOL_VIOLATION.into(),
+                        label: "protocol",
+                    },
                     Some(f) => Ended {
                         code: f.code,
                         reason: f.reason.to_string(),
@@ -194,6 +204,9 @@ async fn read_loop(
     }
     ended(&reason)
 }
+
+/// tungstenite's reason when it answers a close code a client may not send.
+const PROTOCOL_VIOLATION: &str = "Protocol violation";
 
 fn ended(reason: &CloseReason) -> Ended {
     Ended {

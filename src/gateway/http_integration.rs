@@ -87,10 +87,10 @@ impl HttpClient {
             .map_err(|e| format!("{} {}: {e}", spec.method, spec.uri))?;
         let status = resp.status().as_u16();
         let mut out_headers = BTreeMap::new();
-        if let Some(p) = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL) {
-            if let Ok(p) = p.to_str() {
-                out_headers.insert("Sec-WebSocket-Protocol".to_owned(), p.to_owned());
-            }
+        if let Some(p) = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL)
+            && let Ok(p) = p.to_str()
+        {
+            out_headers.insert("Sec-WebSocket-Protocol".to_owned(), p.to_owned());
         }
         let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
             .collect()

@@ -24,6 +24,7 @@ use super::Gateway;
 use super::clock::iso_time;
 use super::config::Management;
 use super::ids::new_id;
+use super::origin::{self, LocalAddr};
 use super::registry::{CloseReason, PostOutcome};
 use super::sigv4::{self, SigV4Error};
 
@@ -36,6 +37,8 @@ pub(super) struct Call {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    /// The address the request came in on (for the `Host` check).
+    local: Option<SocketAddr>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Call {
@@ -55,6 +58,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
+            local: parts.extensions.get::<LocalAddr>().map(|l| l.0),
         })
     }
 }
@@ -102,8 +106,31 @@ fn counted(gw: &Gateway, op: &str, resp: Response) -> Response {
     resp
 }
 
-/// The refusal for callers on an address `[management]` does not answer.
+/// The refusal for callers on an address `[management]` does not answer,
+/// and for cross-site requests (a foreign `Origin`; a `Host` that is not
+/// loopback or the listen address while calls are unsigned: [`origin`]).
 fn address_refusal(gw: &Gateway, call: &Call) -> Option<Response> {
+    let unsigned = matches!(gw.config().management, Management::Loopback);
+    if let Some(check) = origin::management(&call.headers, call.local, unsigned) {
+        gw.inner
+            .metrics
+            .cross_site
+            .with_label_values(&["management", check.label()])
+            .inc();
+        tracing::info!(peer = %call.peer, check = check.label(), "@connections request refused: cross-site");
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            match check {
+                origin::CrossSite::Origin => {
+                    "the @connections API does not answer requests from web pages of other origins"
+                }
+                origin::CrossSite::Host => {
+                    "the @connections API only answers requests addressed to loopback or the listen address (Host)"
+                }
+            },
+        ));
+    }
     let loopback = super::edge::ip::canonical(call.peer.ip()).is_loopback();
     let loopback_only = match &gw.config().management {
         Management::Loopback => true,
@@ -171,8 +198,17 @@ async fn post_inner(gw: &Gateway, call: &Call, body: Body) -> Response {
     // Read one byte past the limit to tell "at the limit" from "over it".
     // The signature covers the body, so it is read (bounded) before the
     // signature is checked.
-    let Ok(data) = to_bytes(body, limit + 1).await else {
-        return too_large();
+    let data = match to_bytes(body, limit + 1).await {
+        Ok(data) => data,
+        // `[limits] body_timeout_secs`: the connection is closed after this.
+        Err(e) if super::listener::is_body_timeout(&e) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                &e.to_string(),
+            );
+        }
+        Err(_) => return too_large(),
     };
     if data.len() > limit {
         return too_large();

@@ -22,7 +22,9 @@ mod events;
 pub mod http_integration;
 pub mod ids;
 pub mod integration;
+mod listener;
 mod management;
+pub mod origin;
 mod registry;
 pub mod route;
 pub mod sigv4;
@@ -34,14 +36,12 @@ pub use config::{GatewayConfig, Integration, IntegrationSpec, Limits, Management
 pub use registry::CloseReason;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -209,25 +209,37 @@ pub async fn serve(
         // the graceful shutdown below does not wait on them.
         token.cancel();
     };
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    match gateway.config().tls.clone() {
+    // Our own accept loop rather than `axum::serve`: it adds read deadlines,
+    // a cap on unfinished handshakes and a file-descriptor watch
+    // ([`listener`]); it gives the router the peer's `ConnectInfo<SocketAddr>`.
+    let source = match gateway.config().tls.clone() {
         None => {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, stages = ?gateway.config().stages, "gateway listening (ws://, http://)");
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await?;
+            listener::Source::Plain(listener)
         }
         Some(settings) => {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, stages = ?gateway.config().stages, cert = %settings.cert.display(), "gateway listening (wss://, https:// only)");
             }
-            // `tap_io` gives the TLS listener axum's `SocketAddr` connect info.
-            let tls = tls::TlsListener::new(listener, settings.server.clone()).tap_io(|_| {});
-            axum::serve(tls, app).with_graceful_shutdown(stop).await?;
+            listener::Source::Tls(tls::TlsListener::new(listener, settings.server.clone()))
         }
-    }
+    };
+    let http_stop = CancellationToken::new();
+    let trigger = http_stop.clone();
+    tokio::spawn(async move {
+        stop.await;
+        trigger.cancel();
+    });
+    listener::serve(
+        source,
+        router,
+        gateway.config().limits,
+        gateway.metrics().clone(),
+        http_stop,
+    )
+    .await;
     gateway.drain(SHUTDOWN_GRACE).await;
     Ok(())
 }

@@ -76,10 +76,34 @@ pub(super) async fn upgrade(
     if let Err(reason) = edge.check_ip(&stage, client) {
         return rejected(&gw, reason, &stage, &source_ip);
     }
+    // `[stages.X] allowed_origins`: off by default, as on API Gateway.
+    let allowed = &config.stage(&stage).allowed_origins;
+    if !allowed.is_empty() && !super::origin::handshake_allowed(&headers, allowed) {
+        let metrics = &gw.inner.metrics;
+        metrics.connections.with_label_values(&["rejected"]).inc();
+        metrics
+            .cross_site
+            .with_label_values(&["connect", "origin"])
+            .inc();
+        tracing::info!(%stage, ip = %source_ip, "handshake rejected: Origin not in allowed_origins");
+        return message(StatusCode::FORBIDDEN, "Forbidden");
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    // RFC 6455 4.2.1: the key is a base64-encoded 16-byte nonce, else 400
+    // (axum only checks that the header is there).
+    let key_ok = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|k| data_encoding::BASE64.decode(k.as_bytes()).ok())
+        .is_some_and(|k| k.len() == 16);
+    if !key_ok {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be a base64-encoded 16-byte nonce (RFC 6455 section 4.2.1)",
+        );
+    }
     if gw.inner.shutdown.is_cancelled() {
         return message(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
 use crate::backend::OutgoingMessage;
+use crate::envelope::API_GATEWAY_MESSAGE_BYTES as MAX_FRAME_BYTES;
 use crate::envelope::{
-    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, Sender, encoded_len,
+    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, MessageFrame, Sender, encoded_len,
 };
 
 /// The envelope for a message event whose connection belongs to `session_id`,
@@ -63,6 +64,24 @@ pub fn envelope_for(
         received_at: ctx.request_time_epoch,
         payload,
     };
+    // The worker delivers the payload inside a message frame (id, session,
+    // action, sender, time around it), and @connections takes at most
+    // 128 KiB: a `data` just under its own limit made a frame over it, which
+    // the worker dead-lettered. Measure the exact frame it will build.
+    let frame_len = serde_json::to_vec(&MessageFrame::from_envelope(&envelope))
+        .map(|f| f.len())
+        .unwrap_or(usize::MAX);
+    if frame_len > MAX_FRAME_BYTES {
+        return Err(refuse(
+            413,
+            id,
+            "payload_too_large",
+            format!(
+                "`data` is {size} bytes encoded; with the message frame around it that is \
+                 {frame_len} bytes, over the {MAX_FRAME_BYTES} a WebSocket message may have"
+            ),
+        ));
+    }
     let text = serde_json::to_string(&envelope).expect("an envelope always encodes");
     Envelope::parse(&text).map_err(|e| refuse(400, id, e.kind(), e.to_string()))
 }
@@ -135,8 +154,22 @@ pub(super) async fn send(
 pub(super) fn default_route(h: &Handlers, event: &WebSocketEvent) -> ProxyResponse {
     let actions = &h.settings.known_actions;
     let example = actions.first().map(String::as_str).unwrap_or("sendMessage");
+    // A frame that is not JSON at all (a number out of range such as 1e400,
+    // a lone surrogate escape, nesting past the parser's limit) is routed
+    // here too, as on API Gateway; say so rather than "no route".
+    let not_json = event
+        .body
+        .as_deref()
+        // `Value`, not `IgnoredAny`: skipping does not check number ranges
+        // or escapes.
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).err())
+        .unwrap_or(None);
+    let why = match not_json {
+        Some(e) => format!("the frame is not valid JSON ({e})"),
+        None => "no route for this frame".to_owned(),
+    };
     let message = format!(
-        "no route for this frame: send {{\"action\": \"{example}\", \"data\": ...}} with action one of {}",
+        "{why}: send {{\"action\": \"{example}\", \"data\": ...}} with action one of {}",
         actions.join(", ")
     );
     let mut frame = json!({

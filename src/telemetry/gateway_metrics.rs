@@ -1,7 +1,7 @@
 //! The local gateway's metrics (catalogue in docs/gateway.md). Labels come from
 //! small fixed sets; never connection ids, stages or route keys.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Why the edge refused a handshake or a message (`reason` of
 /// `switchboard_gateway_rejections_total`; docs/security.md).
@@ -50,6 +50,22 @@ pub struct GatewayMetrics {
     /// @connections requests by `op` (post, get, delete) and `outcome` (ok,
     /// gone, forbidden, too_large, throttled).
     pub management: IntCounterVec,
+    /// HTTP connections closed because a read deadline passed, by `phase`
+    /// (header, keepalive) — body timeouts are answered 408 and counted as
+    /// `body` (`[limits]` `*_timeout_secs`).
+    pub http_timeouts: IntCounterVec,
+    /// File descriptors the process has open (read after accepts, at most
+    /// twice a second; Linux only).
+    pub open_fds: IntGauge,
+    /// The process's soft file-descriptor limit (`ulimit -n`).
+    pub fd_limit: IntGauge,
+    /// Times the gateway found itself at 80 % or more of its file-descriptor
+    /// limit, or failed to accept for want of descriptors.
+    pub fd_pressure: IntCounter,
+    /// Requests refused as cross-site, by `surface` (management, connect)
+    /// and `check` (origin, host): a foreign `Origin`, or a `Host` that is
+    /// not loopback or the listen address (DNS rebinding).
+    pub cross_site: IntCounterVec,
 }
 
 impl Default for GatewayMetrics {
@@ -79,6 +95,26 @@ impl GatewayMetrics {
         )
         .expect("valid metric");
         r.register(Box::new(open.clone())).expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let open_fds = gauge(
+            "switchboard_gateway_open_fds",
+            "File descriptors the process has open",
+        );
+        let fd_limit = gauge(
+            "switchboard_gateway_fd_limit",
+            "The process's soft file-descriptor limit",
+        );
+        let fd_pressure = IntCounter::new(
+            "switchboard_gateway_fd_pressure_total",
+            "Times the process was at 80% or more of its file-descriptor limit, or could not accept",
+        )
+        .expect("valid metric");
+        r.register(Box::new(fd_pressure.clone()))
+            .expect("unique metric");
         let m = GatewayMetrics {
             registry: registry.clone(),
             connections: vec(
@@ -124,6 +160,21 @@ impl GatewayMetrics {
                 "@connections requests by operation and outcome",
                 &["op", "outcome"],
             ),
+            http_timeouts: vec(
+                r,
+                "switchboard_gateway_http_timeouts_total",
+                "HTTP connections cut by a read deadline, by phase (header, body, keepalive)",
+                &["phase"],
+            ),
+            open_fds,
+            fd_limit,
+            fd_pressure,
+            cross_site: vec(
+                r,
+                "switchboard_gateway_cross_site_refusals_total",
+                "Requests refused for a foreign Origin or Host, by surface and check",
+                &["surface", "check"],
+            ),
         };
         // Export every known label value at 0, so rates and alerts work
         // before the first event.
@@ -157,6 +208,14 @@ impl GatewayMetrics {
             "protocol",
         ] {
             m.closes.with_label_values(&[r]);
+        }
+        for phase in ["header", "body", "keepalive"] {
+            m.http_timeouts.with_label_values(&[phase]);
+        }
+        for surface in ["management", "connect"] {
+            for check in ["origin", "host"] {
+                m.cross_site.with_label_values(&[surface, check]);
+            }
         }
         for op in ["post", "get", "delete"] {
             for o in ["ok", "gone", "forbidden", "too_large", "throttled"] {

@@ -67,6 +67,8 @@ pub(super) struct StageSection {
     pub(super) connect_throttle_per_ip: Option<Spanned<ThrottleSection>>,
     #[serde(default)]
     pub(super) route_throttle: BTreeMap<String, Spanned<ThrottleSection>>,
+    #[serde(default)]
+    pub(super) allowed_origins: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +125,10 @@ pub(super) struct LimitsSection {
     pub(super) max_connection_secs: Option<Spanned<u64>>,
     pub(super) outbound_buffer_frames: Option<Spanned<u64>>,
     pub(super) new_connections_per_second: Option<Spanned<u64>>,
+    pub(super) header_timeout_secs: Option<Spanned<u64>>,
+    pub(super) body_timeout_secs: Option<Spanned<u64>>,
+    pub(super) keepalive_timeout_secs: Option<Spanned<u64>>,
+    pub(super) max_handshakes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -195,10 +195,10 @@ fn parse_target(key: &str) -> Result<Target, String> {
             .map(Target::Header)
             .map_err(|_| format!("`{name}` is not a valid header name"));
     }
-    if let Some(name) = key.strip_prefix("integration.request.querystring.") {
-        if !name.is_empty() {
-            return Ok(Target::Query(name.to_owned()));
-        }
+    if let Some(name) = key.strip_prefix("integration.request.querystring.")
+        && !name.is_empty()
+    {
+        return Ok(Target::Query(name.to_owned()));
     }
     Err(format!(
         "request parameter `{key}`: use integration.request.header.<name> or \

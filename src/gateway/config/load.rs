@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::file::{Ctx, File, LimitsSection, RouteSection};
 use super::{
     ApiKeySource, Environment, GatewayConfig, Integration, IntegrationSpec, Limits, Route,
@@ -149,7 +151,44 @@ fn validate_limits(cx: &Ctx<'_>, l: &LimitsSection) -> Result<Limits, UsageError
             1_000_000,
             u64::from(defaults.new_connections_per_second),
         )? as u32,
+        header_timeout: secs(
+            cx,
+            &l.header_timeout_secs,
+            "header",
+            defaults.header_timeout,
+        )?,
+        body_timeout: secs(cx, &l.body_timeout_secs, "body", defaults.body_timeout)?,
+        keepalive_timeout: secs(
+            cx,
+            &l.keepalive_timeout_secs,
+            "keepalive",
+            defaults.keepalive_timeout,
+        )?,
+        max_handshakes: cx.range(
+            &l.max_handshakes,
+            "limits.max_handshakes",
+            1,
+            65_536,
+            defaults.max_handshakes as u64,
+        )? as usize,
     })
+}
+
+/// `limits.{what}_timeout_secs`: 1 s to 1 h.
+fn secs(
+    cx: &Ctx<'_>,
+    v: &Option<Spanned<u64>>,
+    what: &str,
+    default: Duration,
+) -> Result<Duration, UsageError> {
+    let key = format!("limits.{what}_timeout_secs");
+    Ok(Duration::from_secs(cx.range(
+        v,
+        &key,
+        1,
+        3600,
+        default.as_secs(),
+    )?))
 }
 
 /// One `[[routes]]` entry, checked.

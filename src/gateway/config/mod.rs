@@ -56,6 +56,22 @@ pub mod aws_limits {
     pub const MAX_AUTHORIZER_TTL: Duration = Duration::from_secs(3600);
 }
 
+/// The HTTP listener's own limits (slow or idle clients), the defaults of
+/// the `[limits]` keys of the same names. AWS does not publish these for
+/// API Gateway's front end; docs/gateway.md says where the values come from.
+pub mod listener_limits {
+    use std::time::Duration;
+    /// A request's headers must arrive within this (the TLS handshake has the same).
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A request's body must arrive within this.
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// A kept-alive connection with no next request for this long is closed.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Connections accepted but without a complete first request at once;
+    /// more wait in the kernel's accept queue (no file descriptor of ours).
+    pub const MAX_HANDSHAKES: usize = 256;
+}
+
 /// The default route keys of a Switchboard API.
 pub const DEFAULT_ACTIONS: [&str; 3] = ["sendMessage", "history", "direct"];
 
@@ -133,6 +149,17 @@ pub struct Limits {
     /// New connections per second, all stages together (bursts of as many);
     /// more are refused with 429.
     pub new_connections_per_second: u32,
+    /// HTTP: a request whose headers are not complete this long after the
+    /// connection opened (or its first byte arrived) is dropped.
+    pub header_timeout: Duration,
+    /// HTTP: a request whose body is not complete this long after its
+    /// headers is answered 408 and the connection closed.
+    pub body_timeout: Duration,
+    /// HTTP: a kept-alive connection idle this long between requests is closed.
+    pub keepalive_timeout: Duration,
+    /// HTTP: accepted connections that have not sent a complete first
+    /// request, at most; further clients wait in the accept queue.
+    pub max_handshakes: usize,
 }
 
 impl Default for Limits {
@@ -144,6 +171,10 @@ impl Default for Limits {
             max_connection: aws_limits::MAX_CONNECTION,
             outbound_buffer_frames: 64,
             new_connections_per_second: aws_limits::NEW_CONNECTIONS_PER_SECOND,
+            header_timeout: listener_limits::HEADER_TIMEOUT,
+            body_timeout: listener_limits::BODY_TIMEOUT,
+            keepalive_timeout: listener_limits::KEEPALIVE_TIMEOUT,
+            max_handshakes: listener_limits::MAX_HANDSHAKES,
         }
     }
 }

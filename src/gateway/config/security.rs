@@ -45,6 +45,9 @@ pub struct StageSettings {
     pub connect_throttle_per_ip: Option<Throttle>,
     /// Per route of this stage, replacing the route's own `throttle`.
     pub route_throttle: BTreeMap<String, Throttle>,
+    /// Origins whose pages may open WebSockets (lowercase); empty = any, as
+    /// on API Gateway. Handshakes without `Origin` (not browsers) pass.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for StageSettings {
@@ -56,6 +59,7 @@ impl Default for StageSettings {
             throttle: Throttle::ACCOUNT_DEFAULT,
             connect_throttle_per_ip: None,
             route_throttle: BTreeMap::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }

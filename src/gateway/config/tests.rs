@@ -81,6 +81,10 @@ frame_bytes = 500
 idle_timeout_secs = 5
 max_connection_secs = 60
 outbound_buffer_frames = 4
+header_timeout_secs = 2
+body_timeout_secs = 3
+keepalive_timeout_secs = 4
+max_handshakes = 16
 
 [management]
 bind = "loopback"
@@ -112,6 +116,10 @@ bind = "loopback"
             max_connection: Duration::from_secs(60),
             outbound_buffer_frames: 4,
             new_connections_per_second: 500,
+            header_timeout: Duration::from_secs(2),
+            body_timeout: Duration::from_secs(3),
+            keepalive_timeout: Duration::from_secs(4),
+            max_handshakes: 16,
         }
     );
 }
@@ -132,6 +140,14 @@ fn mistakes_name_the_line_and_the_fix() {
             "line 2: `limits.idle_timeout_secs` = 601 is out of range: use 1 to 600",
         ),
         ("[limits]\nmessage_bytes = 200000\n", "use 1 to 131072"),
+        (
+            "[limits]\nheader_timeout_secs = 0\n",
+            "line 2: `limits.header_timeout_secs` = 0 is out of range: use 1 to 3600",
+        ),
+        (
+            "[limits]\nmax_handshakes = 0\n",
+            "`limits.max_handshakes` = 0 is out of range: use 1 to 65536",
+        ),
         (
             "[limits]\nmessage_bytes = 100\nframe_bytes = 200\n",
             "line 3: `limits.frame_bytes` = 200 is out of range: use 1 to 100",

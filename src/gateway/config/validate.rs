@@ -109,6 +109,11 @@ pub(super) fn stage(
         out.route_throttle
             .insert(route.clone(), throttle(cx, t, &what)?);
     }
+    for o in &s.allowed_origins {
+        let origin = crate::gateway::origin::parse_allowed_origin(o.get_ref())
+            .map_err(|e| cx.err(o.span(), format!("stages.{name}.allowed_origins: {e}")))?;
+        out.allowed_origins.push(origin);
+    }
     Ok(out)
 }
 

@@ -237,19 +237,19 @@ impl Push for LeanPush {
             };
             // A signature refused at a time far from ours: our clock is off.
             // Correct it from the answer's Date and sign once more.
-            if status == 403 && !skew_retried {
-                if let (Some(server_ms), Some(signed_ms)) = (date, signed_at) {
-                    if (server_ms - signed_ms).abs() > SKEW_THRESHOLD_MS {
-                        let own = system_ms((inner.clock)());
-                        inner.skew_ms.store(server_ms - own, Ordering::Relaxed);
-                        tracing::warn!(
-                            skew_ms = server_ms - own,
-                            "clock skew: @connections refused a signature; correcting the signing clock"
-                        );
-                        skew_retried = true;
-                        continue;
-                    }
-                }
+            if status == 403
+                && !skew_retried
+                && let (Some(server_ms), Some(signed_ms)) = (date, signed_at)
+                && (server_ms - signed_ms).abs() > SKEW_THRESHOLD_MS
+            {
+                let own = system_ms((inner.clock)());
+                inner.skew_ms.store(server_ms - own, Ordering::Relaxed);
+                tracing::warn!(
+                    skew_ms = server_ms - own,
+                    "clock skew: @connections refused a signature; correcting the signing clock"
+                );
+                skew_retried = true;
+                continue;
             }
             let kind = ErrorKind::from_status_and_code(status, code.as_deref());
             let code = code.as_deref().unwrap_or("unknown error");
@@ -306,17 +306,17 @@ impl Inner {
     /// are none or they are about to expire.
     async fn signer(&self) -> Result<Arc<Signer>> {
         let now = (self.clock)();
-        if let Some(s) = read(&self.signer).as_ref() {
-            if now < s.refresh_at {
-                return Ok(s.clone());
-            }
+        if let Some(s) = read(&self.signer).as_ref()
+            && now < s.refresh_at
+        {
+            return Ok(s.clone());
         }
         let _one = self.refreshing.lock().await;
         let current = read(&self.signer).clone();
-        if let Some(s) = &current {
-            if now < s.refresh_at {
-                return Ok(s.clone());
-            }
+        if let Some(s) = &current
+            && now < s.refresh_at
+        {
+            return Ok(s.clone());
         }
         let Some(provider) = &self.provider else {
             return Err(BackendError::new(
@@ -329,7 +329,7 @@ impl Inner {
             Ok(c) => {
                 let expires_at = c.expiry();
                 let until = expires_at.unwrap_or(now + DEFAULT_EXPIRATION);
-                let buffer = REFRESH_BUFFER.mul_f64(1.0 + fastrand::f64() * 0.5);
+                let buffer = REFRESH_BUFFER.mul_f64(1.0 + rand::random::<f64>() * 0.5);
                 let session_token = c
                     .session_token()
                     .map(|t| HeaderValue::from_str(t.trim_matches(' ')))
@@ -529,10 +529,10 @@ fn signed_headers(with_token: bool) -> &'static str {
 impl Signer {
     /// The signing key of `day` (derived on the first request of the day).
     fn day_key(&self, day: i64, yyyymmdd: &str, region: &str) -> Arc<DayKey> {
-        if let Some(k) = read(&self.day).as_ref() {
-            if k.day == day {
-                return k.clone();
-            }
+        if let Some(k) = read(&self.day).as_ref()
+            && k.day == day
+        {
+            return k.clone();
         }
         let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(day * 86_400).unwrap_or(0));
         let derived =
@@ -649,7 +649,7 @@ fn label_encode(out: &mut String, id: &str, twice: bool) {
 
 /// `YYYYMMDDTHHMMSSZ` of epoch seconds.
 fn amz_date(secs: i64) -> [u8; 16] {
-    let iso = crate::gateway::ids::iso_time(secs * 1000); // 2024-11-27T15:00:00.000Z
+    let iso = crate::gateway::clock::iso_time(secs * 1000); // 2024-11-27T15:00:00.000Z
     let b = iso.as_bytes();
     let mut out = *b"00000000T000000Z";
     if b.len() == 24 {
@@ -667,7 +667,7 @@ fn amz_date(secs: i64) -> [u8; 16] {
 fn amz_time_ms(req: &Request<Full<Bytes>>) -> Option<i64> {
     let s = req.headers().get(AMZ_DATE)?.to_str().ok()?;
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    crate::gateway::ids::epoch_ms(
+    crate::gateway::clock::epoch_ms(
         i64::from(n(0..4)?),
         n(4..6)?,
         n(6..8)?,
@@ -689,7 +689,7 @@ fn parse_http_date(s: &str) -> Option<i64> {
     let year: i64 = it.next()?.parse().ok()?;
     let mut hms = it.next()?.split(':').map(|p| p.parse::<u32>().ok());
     let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    crate::gateway::ids::epoch_ms(year, month, day, h, m, sec)
+    crate::gateway::clock::epoch_ms(year, month, day, h, m, sec)
 }
 
 fn system_ms(t: SystemTime) -> i64 {
@@ -726,10 +726,10 @@ fn error_code_and_message(headers: &hyper::HeaderMap, body: &[u8]) -> (Option<St
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
         }
         cur = err.source();
     }
@@ -918,7 +918,7 @@ mod tests {
         );
         assert_eq!(
             parse_http_date("Sun, 06 Jan 2030 08:49:37 GMT"),
-            crate::gateway::ids::epoch_ms(2030, 1, 6, 8, 49, 37)
+            crate::gateway::clock::epoch_ms(2030, 1, 6, 8, 49, 37)
         );
         assert_eq!(parse_http_date("yesterday"), None);
     }
