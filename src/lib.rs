@@ -1,22 +1,34 @@
 //! Switchboard: ordered, deduplicated, durable fan-out for API Gateway WebSocket
 //! apps. Modules in the order data flows through them:
 //!
-//! - [`gateway`]: the local API Gateway WebSocket stand-in: stages, route
-//!   selection, integrations, limits, the @connections API.
+//! - [`gateway`]: the local API Gateway WebSocket stand-in: the HTTP listener
+//!   and its read deadlines, stages, route selection, integrations and their
+//!   templates, Origin/Host checks, limits, the @connections API.
 //! - [`handlers`]: the edge logic (`$connect`, `$disconnect`, custom routes,
-//!   `$default`) on API Gateway proxy events, run in-process or as Lambdas.
+//!   `$default`) and the JWT REQUEST authorizer on API Gateway proxy events,
+//!   run in-process or as Lambdas.
 //! - [`lambda`]: those handlers and the authorizer as AWS Lambda functions
 //!   (feature `lambda`; binaries `switchboard-connect`, ... in `src/bin/`).
-//! - [`envelope`]: the queue message (envelope v1) and the frames sent to clients.
-//! - [`backend`]: the seams (`Queue`, `Connections`, `Messages`, `Push`) and their
-//!   AWS implementation (`backend::aws`: SQS, DynamoDB, @connections).
+//! - [`envelope`]: the queue message (envelope v1), the frames sent to clients
+//!   and the one 128 KiB limit.
+//! - [`backend`]: the seams (`Queue`, `Connections`, `Messages`, `Push`) and
+//!   their implementations: `backend::aws` (SQS, DynamoDB, the lean signed
+//!   @connections client `aws::push`) and `backend::embedded` (the durable
+//!   SQLite queue and tables `dev` runs on).
 //! - [`worker`]: the FIFO consumer: pollers, per-group scheduler, visibility
 //!   heartbeat, batched deletes, dead-lettering, graceful drain.
-//! - [`actions`]: the steps a message runs (store, broadcast, direct, reply,
-//!   history) and the fan-out with retries and 410 pruning.
-//! - [`ops`]: operator commands (`migrate`, `replay-dlq`, `healthcheck`).
+//! - [`actions`]: the steps a message runs, one file each (store, broadcast,
+//!   direct, reply, history), the pipelines, and the fan-out with retries and
+//!   410 pruning.
+//! - [`ops`]: operator commands (`migrate` in its DynamoDB and SQS halves,
+//!   `replay-dlq`, `healthcheck`), below [`app`].
+//! - [`migrations`]: the table and queue definitions of `migrations/*.json`,
+//!   read by `ops::migrate` and `backend::embedded`.
 //! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
-//! - [`cli`], [`config`], [`app`]: flags → validated settings → running parts.
+//! - [`cli`] → [`worker_config`] → [`app`]: flags, validated worker settings,
+//!   the running parts (and each command's wiring).
+//! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
+//!   poison-tolerant lock and the wall clock).
 
 pub mod actions;
 pub mod app;

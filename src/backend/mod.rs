@@ -4,6 +4,9 @@
 //! `aws` implements them on SQS, DynamoDB and the API Gateway management API;
 //! `embedded` implements all but `Push` on a local SQLite database. The
 //! worker only sees these traits, so the same code runs on any implementation.
+//!
+//! Over 400 lines: the four seam traits and the shared record types they
+//! pass belong together; each implementation lives in `aws/` or `embedded/`.
 
 pub mod aws;
 pub mod embedded;

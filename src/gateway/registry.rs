@@ -1,5 +1,9 @@
 //! The gateway's open connections, by id: what the @connections API posts to,
 //! reads and closes.
+//!
+//! Over 400 lines: the connection handle, its outbound queue and the registry
+//! share private state (the queue's byte accounting and close reason); split
+//! them when a second user of the outbound queue appears.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

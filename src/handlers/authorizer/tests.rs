@@ -1,5 +1,7 @@
 //! The authorizer on the real-shape REQUEST event (`apigw-ws-authorizer.json`)
 //! with tokens signed by keys generated for the run.
+//!
+//! Over 400 lines: unit tests only, one scenario each; no production code.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
