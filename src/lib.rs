@@ -28,12 +28,14 @@
 //! - [`cli`] → [`worker_config`] → [`app`]: flags, validated worker settings,
 //!   the running parts (and each command's wiring).
 //! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
-//!   poison-tolerant lock and the wall clock).
+//!   poison-tolerant lock and the wall clock), [`clock`] (calendar dates and
+//!   the time formats API Gateway and SigV4 use).
 
 pub mod actions;
 pub mod app;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod envelope;
 pub mod gateway;
 pub mod handlers;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
 
-use super::clock::clf_time;
 use super::ids::new_id;
 use super::registry::ConnHandle;
+use crate::clock::clf_time;
 use crate::handlers::{EventType, Identity, RequestContext, RequestParameters, WebSocketEvent};
 
 /// The API id the local gateway reports (`requestContext.apiId`).

@@ -21,12 +21,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Gateway;
-use super::clock::iso_time;
 use super::config::Management;
 use super::ids::new_id;
 use super::origin::{self, LocalAddr};
 use super::registry::{CloseReason, PostOutcome};
 use super::sigv4::{self, SigV4Error};
+use crate::clock::iso_time;
 
 /// A management request as received (everything but the body): the
 /// connection it is about and what the access checks look at.

@@ -14,7 +14,6 @@
 //! it to AWS. Embed it with [`Gateway::new`] and [`run`]; extend its HTTP
 //! surface with [`Gateway::router`].
 
-pub mod clock;
 pub mod config;
 mod connection;
 pub mod edge;

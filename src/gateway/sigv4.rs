@@ -12,8 +12,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use axum::http::{HeaderMap, Method, Uri};
 
-use super::clock::epoch_ms;
 use super::config::ManagementCredentials;
+use crate::clock::epoch_ms;
 
 /// How far a request's `X-Amz-Date` may be from now: AWS's 15 minutes.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);

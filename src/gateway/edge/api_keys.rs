@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::throttle::Bucket;
-use crate::gateway::clock::year_month;
+use crate::clock::year_month;
 use crate::gateway::config::{GatewayConfig, KeyHash, Quota, QuotaPeriod};
 
 const DAY_MS: i64 = 86_400_000;
@@ -123,7 +123,7 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::clock::epoch_ms;
+    use crate::clock::epoch_ms;
 
     fn ms(y: i64, m: u32, d: u32, h: u32) -> i64 {
         epoch_ms(y, m, d, h, 0, 0).unwrap()

@@ -653,7 +653,7 @@ fn label_encode(out: &mut String, id: &str, twice: bool) {
 
 /// `YYYYMMDDTHHMMSSZ` of epoch seconds.
 fn amz_date(secs: i64) -> [u8; 16] {
-    let iso = crate::gateway::clock::iso_time(secs * 1000); // 2024-11-27T15:00:00.000Z
+    let iso = crate::clock::iso_time(secs * 1000); // 2024-11-27T15:00:00.000Z
     let b = iso.as_bytes();
     let mut out = *b"00000000T000000Z";
     if b.len() == 24 {
@@ -671,7 +671,7 @@ fn amz_date(secs: i64) -> [u8; 16] {
 fn amz_time_ms(req: &Request<Full<Bytes>>) -> Option<i64> {
     let s = req.headers().get(AMZ_DATE)?.to_str().ok()?;
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    crate::gateway::clock::epoch_ms(
+    crate::clock::epoch_ms(
         i64::from(n(0..4)?),
         n(4..6)?,
         n(6..8)?,
@@ -693,7 +693,7 @@ fn parse_http_date(s: &str) -> Option<i64> {
     let year: i64 = it.next()?.parse().ok()?;
     let mut hms = it.next()?.split(':').map(|p| p.parse::<u32>().ok());
     let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    crate::gateway::clock::epoch_ms(year, month, day, h, m, sec)
+    crate::clock::epoch_ms(year, month, day, h, m, sec)
 }
 
 fn system_ms(t: SystemTime) -> i64 {
@@ -922,7 +922,7 @@ mod tests {
         );
         assert_eq!(
             parse_http_date("Sun, 06 Jan 2030 08:49:37 GMT"),
-            crate::gateway::clock::epoch_ms(2030, 1, 6, 8, 49, 37)
+            crate::clock::epoch_ms(2030, 1, 6, 8, 49, 37)
         );
         assert_eq!(parse_http_date("yesterday"), None);
     }
