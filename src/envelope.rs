@@ -277,6 +277,50 @@ pub struct HistoryFrame {
     pub session_id: String,
     /// Stored messages, oldest first.
     pub messages: Vec<MessageFrame>,
+    /// Some of the requested messages were left out because the frame
+    /// could not hold them (one WebSocket message is at most 128 KiB);
+    /// present only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+impl HistoryFrame {
+    /// The history frame for `messages` (oldest first), encoded in at most
+    /// `max` bytes: the newest messages that fit are kept, in order; one that
+    /// cannot fit is left out (`truncated`) and older, smaller ones are still
+    /// tried, so one large message never empties the history.
+    pub fn fitting(
+        id: &str,
+        session_id: &str,
+        messages: Vec<MessageFrame>,
+        max: usize,
+    ) -> Result<(Self, Vec<u8>), serde_json::Error> {
+        let mut frame = HistoryFrame {
+            kind: "history".into(),
+            id: id.into(),
+            session_id: session_id.into(),
+            messages: Vec::new(),
+            truncated: true,
+        };
+        // The frame without messages (with `"truncated":true`, so the budget
+        // holds either way), then each kept message and its comma.
+        let mut used = serde_json::to_vec(&frame)?.len();
+        let total = messages.len();
+        let mut kept = Vec::with_capacity(total);
+        for m in messages.into_iter().rev() {
+            let len = serde_json::to_vec(&m)?.len() + 1;
+            if used + len <= max {
+                used += len;
+                kept.push(m);
+            }
+        }
+        kept.reverse();
+        frame.truncated = kept.len() < total;
+        frame.messages = kept;
+        let bytes = serde_json::to_vec(&frame)?;
+        debug_assert!(bytes.len() <= max);
+        Ok((frame, bytes))
+    }
 }
 
 /// `{"type":"error",...}`: tells the sender its message could not be handled.
@@ -439,6 +483,48 @@ mod tests {
                 "from": {"userId": "alice", "connectionId": "L0SM9cOFvHcCIhw="},
                 "sentAt": 1732723200123_i64, "payload": {"text": "hi"}
             })
+        );
+    }
+
+    #[test]
+    fn history_leaves_out_only_what_cannot_fit() {
+        let m = |id: &str, size: usize| MessageFrame {
+            kind: "message".into(),
+            id: id.into(),
+            session_id: "s".into(),
+            action: "sendMessage".into(),
+            from: FrameSender {
+                user_id: None,
+                connection_id: "c".into(),
+            },
+            sent_at: 1,
+            payload: Value::String("x".repeat(size)),
+        };
+        let ids = |f: &HistoryFrame| f.messages.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+        // All fit: not truncated, and the field is absent.
+        let (f, bytes) =
+            HistoryFrame::fitting("h", "s", vec![m("a", 10), m("b", 10)], 1000).unwrap();
+        assert_eq!(
+            (ids(&f), f.truncated),
+            (vec!["a".into(), "b".into()], false)
+        );
+        assert!(!String::from_utf8(bytes).unwrap().contains("truncated"));
+        // A large one in the middle: the small ones around it stay, in order.
+        let (f, bytes) =
+            HistoryFrame::fitting("h", "s", vec![m("a", 10), m("big", 900), m("c", 10)], 1000)
+                .unwrap();
+        assert_eq!((ids(&f), f.truncated), (vec!["a".into(), "c".into()], true));
+        assert!(bytes.len() <= 1000);
+        assert_eq!(serde_json::from_slice::<HistoryFrame>(&bytes).unwrap(), f);
+        // Room for only some: the newest are kept.
+        let many: Vec<_> = (0..20).map(|i| m(&format!("m{i:02}"), 100)).collect();
+        let (f, bytes) = HistoryFrame::fitting("h", "s", many, 1000).unwrap();
+        assert!(f.truncated && bytes.len() <= 1000);
+        assert_eq!(f.messages.last().unwrap().id, "m19");
+        let first: usize = f.messages[0].id[1..].parse().unwrap();
+        assert_eq!(
+            ids(&f),
+            (first..20).map(|i| format!("m{i:02}")).collect::<Vec<_>>()
         );
     }
 }

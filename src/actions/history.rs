@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use crate::envelope::{Envelope, HistoryFrame, MessageFrame};
+use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, HistoryFrame, MessageFrame};
 
-use super::{ActionError, Actions, encode};
+use super::{ActionError, Actions};
 
 impl Actions {
     pub(super) async fn history(&self, env: &Envelope) -> Result<(), ActionError> {
@@ -26,34 +26,29 @@ impl Actions {
             .latest(&env.session_id, limit)
             .await
             .map_err(ActionError::backend("history"))?;
-        let mut frame = HistoryFrame {
-            kind: "history".into(),
-            id: env.id.clone(),
-            session_id: env.session_id.clone(),
-            messages: stored
-                .iter()
-                .map(|m| {
-                    MessageFrame::new(
-                        &m.id,
-                        &m.session_id,
-                        &m.action,
-                        &m.sender,
-                        m.received_at,
-                        &m.payload,
-                    )
-                })
-                .collect(),
-        };
-        // Drop the oldest messages until the frame fits in one @connections post.
-        let bytes = loop {
-            match encode(&frame) {
-                Ok(b) => break b,
-                Err(_) if !frame.messages.is_empty() => {
-                    frame.messages.remove(0);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let messages = stored
+            .iter()
+            .map(|m| {
+                MessageFrame::new(
+                    &m.id,
+                    &m.session_id,
+                    &m.action,
+                    &m.sender,
+                    m.received_at,
+                    &m.payload,
+                )
+            })
+            .collect();
+        // Only what cannot fit in one @connections post is left out (the
+        // frame says `truncated`); one large message never empties it.
+        let (_, bytes) = HistoryFrame::fitting(
+            &env.id,
+            &env.session_id,
+            messages,
+            API_GATEWAY_MESSAGE_BYTES,
+        )
+        .map_err(|e| ActionError::bad("internal", format!("cannot encode frame: {e}")))?;
+        let bytes = bytes::Bytes::from(bytes);
         self.fanout
             .to_connection_id(&endpoint, &env.sender.connection_id, bytes)
             .await;
