@@ -25,6 +25,8 @@
 //! - [`migrations`]: the table and queue definitions of `migrations/*.json`,
 //!   read by `ops::migrate` and `backend::embedded`.
 //! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
+//! - [`console`]: the live console at `/@console/` (page and JSON API) over
+//!   the gateway, the embedded store, `ops::replay` and the metrics; below [`app`].
 //! - [`cli`] → [`worker_config`] → [`app`]: flags, validated worker settings,
 //!   the running parts (and each command's wiring).
 //! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
@@ -36,6 +38,7 @@ pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod clock;
+pub mod console;
 pub mod envelope;
 pub mod gateway;
 pub mod handlers;

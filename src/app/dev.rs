@@ -1,7 +1,8 @@
 //! `switchboard dev`: the whole system on one machine. The local gateway (with
 //! the builtin handlers), the embedded queue and tables, the worker posting back
 //! through the worker's SigV4-signed @connections client (the one it uses on
-//! AWS) to the gateway's own @connections API, the demo page and `/metrics`, all on one port.
+//! AWS) to the gateway's own @connections API, the demo page, the console
+//! and `/metrics`, all on one port.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::actions::Pipelines;
 use crate::backend::embedded::EmbeddedStore;
 use crate::backend::{Connections, Queue};
 use crate::cli::DevArgs;
+use crate::console::{Console, ConsoleStore};
 use crate::gateway::{self, Gateway, GatewayConfig, HandlerBackend};
 use crate::handlers::HandlerKind;
 use crate::migrations::Names;
@@ -102,6 +104,7 @@ pub(super) async fn command(args: &DevArgs) -> Result<(), Error> {
     println!("  demo page      http://{addr}/?stage={stage}");
     println!("  @connections   http://{addr}/{stage}/@connections/{{connectionId}}");
     println!("  metrics        http://{addr}/metrics");
+    println!("  console        http://{addr}{}", crate::console::PATH);
     println!(
         "  try it         wscat -c 'ws://{addr}/{stage}?session=room1'   then send   {{\"action\":\"sendMessage\",\"data\":{{\"text\":\"hi\"}}}}"
     );
@@ -187,6 +190,18 @@ pub async fn run_dev(
         .await
         .push();
 
+    let console = Console::new(
+        gateway.clone(),
+        metrics.registry().clone(),
+        Some(ConsoleStore {
+            store: store.clone(),
+            queue_url: migrated.queue_url.clone(),
+            dlq_url: migrated.dlq_url.clone(),
+            connections_table: names.connections_table.clone(),
+            messages_table: names.messages_table.clone(),
+        }),
+    )
+    .context("console")?;
     let opener = store.clone();
     let backends = WorkerBackends {
         queue,
@@ -200,6 +215,7 @@ pub async fn run_dev(
     let router = gateway
         .router()
         .merge(demo::router())
+        .merge(console.router())
         .merge(telemetry::router(metrics.clone(), health.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -209,6 +225,7 @@ pub async fn run_dev(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    tokio::spawn(console.sample(stopped(stop_rx.clone())));
     let server = tokio::spawn(gateway::serve(
         listener,
         gateway,

@@ -1,5 +1,6 @@
 //! `switchboard gateway`: the local API Gateway WebSocket stand-in alone, its
-//! builtin handlers on the AWS backend.
+//! builtin handlers on the AWS backend, and the console (connections and
+//! gateway plots; no store to show).
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use super::{Error, shutdown_signal};
 use crate::backend::aws::AwsBackend;
 use crate::cli::GatewayArgs;
+use crate::console::Console;
 use crate::usage::UsageError;
 
 pub(super) async fn command(args: &GatewayArgs) -> Result<(), Error> {
@@ -37,7 +39,26 @@ pub(super) async fn command(args: &GatewayArgs) -> Result<(), Error> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    crate::gateway::run(listener, gateway, shutdown_signal())
+    let addr = listener.local_addr().context("listening address")?;
+    let console = Console::new(gateway.clone(), gateway.metrics().registry().clone(), None)
+        .context("console")?;
+    let router = gateway.router().merge(console.router());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(console.sample(stopped(stop_rx.clone())));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let scheme = if gateway.config().tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(url = %format!("{scheme}://{addr}{}", crate::console::PATH), "console");
+    crate::gateway::serve(listener, gateway, router, stopped(stop_rx))
         .await
         .context("gateway server failed")?;
     Ok(())

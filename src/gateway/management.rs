@@ -20,12 +20,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::Gateway;
 use super::config::Management;
 use super::ids::new_id;
 use super::origin::{self, LocalAddr};
-use super::registry::{CloseReason, PostOutcome};
+use super::registry::PostOutcome;
 use super::sigv4::{self, SigV4Error};
+use super::{DeleteOutcome, Gateway};
 use crate::clock::iso_time;
 
 /// A management request as received (everything but the body): the
@@ -272,18 +272,14 @@ async fn delete_inner(gw: &Gateway, call: &Call) -> Response {
     if let Some(r) = address_refusal(gw, call).or_else(|| refusal(gw, call, b"")) {
         return r;
     }
-    let Some(handle) = gw.inner.registry.get(id).filter(|h| !h.is_closing()) else {
-        return gone(id);
-    };
-    if handle.post_allowed() {
-        handle.close(CloseReason::DELETED);
-        ok(StatusCode::NO_CONTENT)
-    } else {
-        error(
+    match gw.delete_connection(id) {
+        DeleteOutcome::Deleted => ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::Gone => gone(id),
+        DeleteOutcome::Connecting => error(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
             &format!("connection {id} is still connecting ($connect has not finished)"),
-        )
+        ),
     }
 }
 

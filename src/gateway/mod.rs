@@ -32,7 +32,18 @@ pub mod tls;
 mod upgrade;
 
 pub use config::{GatewayConfig, Integration, IntegrationSpec, Limits, Management, Route};
-pub use registry::CloseReason;
+pub use registry::{CloseReason, ConnectionInfo};
+
+/// What [`Gateway::delete_connection`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Closing now.
+    Deleted,
+    /// Unknown or already closing (410).
+    Gone,
+    /// Still in `$connect` (403).
+    Connecting,
+}
 
 use std::future::Future;
 use std::sync::Arc;
@@ -145,6 +156,24 @@ impl Gateway {
     /// Connections open or in `$connect` right now.
     pub fn connection_count(&self) -> usize {
         self.inner.registry.len()
+    }
+
+    /// What the gateway knows of every connection now (the console's list).
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.inner.registry.snapshot()
+    }
+
+    /// Closes connection `id` as the @connections DELETE does (1000, its
+    /// `$disconnect` runs).
+    pub fn delete_connection(&self, id: &str) -> DeleteOutcome {
+        match self.inner.registry.get(id).filter(|h| !h.is_closing()) {
+            None => DeleteOutcome::Gone,
+            Some(h) if !h.post_allowed() => DeleteOutcome::Connecting,
+            Some(h) => {
+                h.close(CloseReason::DELETED);
+                DeleteOutcome::Deleted
+            }
+        }
     }
 
     /// The gateway's routes: the WebSocket API and @connections. Merge other

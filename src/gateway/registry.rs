@@ -320,6 +320,28 @@ impl Drop for OutboundReceiver {
     }
 }
 
+/// One connection as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    /// Connection id.
+    pub connection_id: String,
+    /// Stage it connected to.
+    pub stage: String,
+    /// Connect time, epoch ms.
+    pub connected_at: i64,
+    /// Last frame in or out, epoch ms.
+    pub last_active_at: i64,
+    /// Client IP.
+    pub source_ip: String,
+    /// Client User-Agent.
+    pub user_agent: Option<String>,
+    /// The authorizer's `principalId`, if an authorizer ran.
+    pub principal_id: Option<String>,
+    /// Whether `$connect` finished.
+    pub open: bool,
+}
+
 /// Every connection of one gateway.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -353,6 +375,32 @@ impl Registry {
         for h in all {
             h.close(reason.clone());
         }
+    }
+
+    /// Every connection known now, open or connecting, by connection id.
+    pub fn snapshot(&self) -> Vec<ConnectionInfo> {
+        let all: Vec<_> = crate::sync::lock(&self.map).values().cloned().collect();
+        let mut out: Vec<ConnectionInfo> = all
+            .iter()
+            .filter(|h| !h.is_closing())
+            .map(|h| ConnectionInfo {
+                connection_id: h.id.clone(),
+                stage: h.stage.clone(),
+                connected_at: h.connected_at,
+                last_active_at: h.last_active(),
+                source_ip: h.source_ip.clone(),
+                user_agent: h.user_agent.clone(),
+                principal_id: h
+                    .authorizer
+                    .as_ref()
+                    .and_then(|a| a.get("principalId"))
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned),
+                open: h.post_allowed(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        out
     }
 
     /// Connections known now (connecting or open).

@@ -62,7 +62,7 @@ pub struct GatewayMetrics {
     /// Times the gateway found itself at 80 % or more of its file-descriptor
     /// limit, or failed to accept for want of descriptors.
     pub fd_pressure: IntCounter,
-    /// Requests refused as cross-site, by `surface` (management, connect)
+    /// Requests refused as cross-site, by `surface` (management, connect, console)
     /// and `check` (origin, host): a foreign `Origin`, or a `Host` that is
     /// not loopback or the listen address (DNS rebinding).
     pub cross_site: IntCounterVec,
@@ -212,7 +212,7 @@ impl GatewayMetrics {
         for phase in ["header", "body", "keepalive"] {
             m.http_timeouts.with_label_values(&[phase]);
         }
-        for surface in ["management", "connect"] {
+        for surface in ["management", "connect", "console"] {
             for check in ["origin", "host"] {
                 m.cross_site.with_label_values(&[surface, check]);
             }
@@ -223,6 +223,11 @@ impl GatewayMetrics {
             }
         }
         m
+    }
+
+    /// The registry these metrics are in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Prometheus text exposition format of the whole registry.

@@ -10,6 +10,8 @@
 //!   polling. Queues are addressed as `embedded://<name>`.
 //! - [`EmbeddedConnections`], [`EmbeddedMessages`]: the keys, lookups, page
 //!   cursors, conditional writes and TTL of the tables in `migrations/`.
+//! - `inspect`: what the `dev` console shows (queue depths, dead letters
+//!   looked at in place, every connection and session).
 //!
 //! Durability: WAL journal, `synchronous = FULL`, and every call answers only
 //! after its transaction committed. `docs/embedded.md` has the details and the
@@ -17,11 +19,13 @@
 
 mod db;
 mod error;
+mod inspect;
 mod migrate;
 mod queue;
 mod schema;
 mod tables;
 
+pub use inspect::{GroupBacklog, PeekedMessage, QueueDepth, SessionSummary};
 pub use migrate::Migrated;
 pub use queue::{DedupScope, EmbeddedQueue, QueueSettings, Redrive, URL_PREFIX};
 pub use schema::Sweep;

@@ -1,0 +1,283 @@
+//! Read-mostly views of the embedded store for the `dev` console: queue
+//! depths and the busiest groups, dead letters looked at without receiving
+//! them (a receive would bump their receive count and hide them), one dead
+//! letter deleted by message id, and every connection and session.
+//!
+//! SQS and DynamoDB have no cheap equivalent of these (no peek, no scan
+//! worth paying for every second), which is why they are embedded-only.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::EmbeddedStore;
+use super::error::sql_error;
+use super::queue::queue_name;
+use crate::backend::{BackendError, Connection, ErrorKind, Result};
+
+/// How many messages a queue holds, as SQS's `ApproximateNumberOf*` report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted or released.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed. Always 0: the embedded queue,
+    /// like the FIFO queues `migrate` creates, has no delivery delay.
+    pub delayed: u64,
+    /// The groups with the most messages, most first (at most the limit asked).
+    pub busiest_groups: Vec<GroupBacklog>,
+}
+
+/// Messages waiting in one message group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupBacklog {
+    /// MessageGroupId (the session).
+    pub group: String,
+    /// Messages of the group in the queue (visible or in flight).
+    pub messages: u64,
+}
+
+/// A message looked at in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeekedMessage {
+    /// Queue-assigned message id.
+    pub message_id: String,
+    /// MessageGroupId.
+    pub group: String,
+    /// The body as sent.
+    pub body: String,
+    /// String message attributes (`reason`, `errorType`, ... on dead letters).
+    pub attributes: BTreeMap<String, String>,
+    /// When it entered this queue, epoch ms.
+    pub sent_at: i64,
+    /// Receives so far.
+    pub receive_count: u32,
+    /// Whether someone holds it now (a worker, a replay).
+    pub in_flight: bool,
+}
+
+/// A session as the tables know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    /// The session id.
+    pub session_id: String,
+    /// Connections stored for it (not expired).
+    pub members: u64,
+    /// Messages stored for it (not expired).
+    pub stored: u64,
+    /// Newest stored message's `receivedAt`, epoch ms.
+    pub last_message_at: Option<i64>,
+}
+
+fn queue_of(url: &str) -> Result<String> {
+    queue_name(url)
+}
+
+impl EmbeddedStore {
+    /// Depths of the queue at `url` and its `top` busiest groups.
+    pub async fn queue_depth(&self, url: &str, top: usize) -> Result<QueueDepth> {
+        const OP: &str = "embedded.QueueDepth";
+        let name = queue_of(url)?;
+        let now = self.db.clock.now_ms();
+        self.db
+            .call(OP, move |conn| {
+                let sql = |e| sql_error(OP, e);
+                let (visible, in_flight): (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
+                                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
+                         FROM queue_messages WHERE queue = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    })
+                    .map_err(sql)?;
+                let busiest_groups = conn
+                    .prepare_cached(
+                        "SELECT group_id, COUNT(*) AS n FROM queue_messages WHERE queue = ?1
+                         GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![name, top as i64], |r| {
+                            Ok(GroupBacklog {
+                                group: r.get(0)?,
+                                messages: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql)?;
+                Ok(QueueDepth {
+                    visible: u64::try_from(visible).unwrap_or(0),
+                    in_flight: u64::try_from(in_flight).unwrap_or(0),
+                    delayed: 0,
+                    busiest_groups,
+                })
+            })
+            .await
+    }
+
+    /// Up to `limit` messages of the queue at `url`, oldest first, without
+    /// receiving them.
+    pub async fn peek(&self, url: &str, limit: usize) -> Result<Vec<PeekedMessage>> {
+        const OP: &str = "embedded.Peek";
+        let name = queue_of(url)?;
+        let now = self.db.clock.now_ms();
+        self.db
+            .call(OP, move |conn| {
+                conn.prepare_cached(
+                    "SELECT message_id, group_id, body, attributes, sent_at_ms, receive_count,
+                            invisible_until_ms > ?2
+                     FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![name, now, limit as i64], |r| {
+                        let attributes: String = r.get(3)?;
+                        Ok(PeekedMessage {
+                            message_id: r.get(0)?,
+                            group: r.get(1)?,
+                            body: r.get(2)?,
+                            attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                            sent_at: r.get(4)?,
+                            receive_count: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                            in_flight: r.get(6)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(|e| sql_error(OP, e))
+            })
+            .await
+    }
+
+    /// Deletes message `message_id` from the queue at `url` unless someone
+    /// holds it. `Ok(false)`: no such message. A held message is refused
+    /// with [`ErrorKind::ConditionFailed`] (its holder will delete or release it).
+    pub async fn delete_message(&self, url: &str, message_id: &str) -> Result<bool> {
+        const OP: &str = "embedded.DeleteMessageById";
+        let name = queue_of(url)?;
+        let id = message_id.to_owned();
+        let now = self.db.clock.now_ms();
+        let notify = self.db.notify(&name);
+        self.db
+            .call_then(
+                OP,
+                move |conn| {
+                    let sql = |e| sql_error(OP, e);
+                    let held: Option<bool> = conn
+                        .prepare_cached(
+                            "SELECT invisible_until_ms > ?3 FROM queue_messages
+                             WHERE queue = ?1 AND message_id = ?2",
+                        )
+                        .and_then(|mut s| {
+                            rusqlite::OptionalExtension::optional(
+                                s.query_row(params![name, id, now], |r| r.get(0)),
+                            )
+                        })
+                        .map_err(sql)?;
+                    match held {
+                        None => Ok(false),
+                        Some(true) => Err(BackendError::new(
+                            ErrorKind::ConditionFailed,
+                            OP,
+                            format!("message {id} is in flight: try again when it is released"),
+                        )),
+                        Some(false) => {
+                            conn.prepare_cached(
+                                "DELETE FROM queue_messages WHERE queue = ?1 AND message_id = ?2",
+                            )
+                            .and_then(|mut s| s.execute(params![name, id]))
+                            .map_err(sql)?;
+                            Ok(true)
+                        }
+                    }
+                },
+                // A delete can unblock the rest of a group.
+                move |deleted: &bool| {
+                    if *deleted {
+                        notify.notify_waiters();
+                    }
+                },
+            )
+            .await
+    }
+
+    /// Up to `limit` unexpired connections of table `table`, by connection id.
+    pub async fn all_connections(&self, table: &str, limit: usize) -> Result<Vec<Connection>> {
+        const OP: &str = "embedded.Scan(connections)";
+        let table = table.to_owned();
+        let now = self.db.clock.now_ms().div_euclid(1000);
+        self.db
+            .call(OP, move |conn| {
+                conn.prepare_cached(
+                    "SELECT connection_id, session_id, user_id, connected_at, expires_at,
+                            domain_name, stage, source_ip
+                     FROM connections WHERE tbl = ?1 AND expires_at >= ?2
+                     ORDER BY connection_id LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![table, now, limit as i64], |r| {
+                        Ok(Connection {
+                            connection_id: r.get(0)?,
+                            session_id: r.get(1)?,
+                            user_id: r.get(2)?,
+                            connected_at: r.get(3)?,
+                            expires_at: r.get(4)?,
+                            domain_name: r.get(5)?,
+                            stage: r.get(6)?,
+                            source_ip: r.get(7)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(|e| sql_error(OP, e))
+            })
+            .await
+    }
+
+    /// Up to `limit` sessions with members or stored messages (connections
+    /// table `connections`, messages table `messages`), most members first.
+    pub async fn sessions(
+        &self,
+        connections: &str,
+        messages: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>> {
+        const OP: &str = "embedded.Sessions";
+        let (connections, messages) = (connections.to_owned(), messages.to_owned());
+        let now = self.db.clock.now_ms().div_euclid(1000);
+        self.db
+            .call(OP, move |conn| {
+                conn.prepare_cached(
+                    "WITH m AS (SELECT session_id, COUNT(*) AS members FROM connections
+                                WHERE tbl = ?1 AND expires_at >= ?3 GROUP BY session_id),
+                          s AS (SELECT session_id, COUNT(*) AS stored, MAX(received_at) AS last
+                                FROM stored_messages
+                                WHERE tbl = ?2 AND expires_at >= ?3 GROUP BY session_id),
+                          ids AS (SELECT session_id FROM m UNION SELECT session_id FROM s)
+                     SELECT ids.session_id, COALESCE(m.members, 0), COALESCE(s.stored, 0), s.last
+                     FROM ids LEFT JOIN m USING (session_id) LEFT JOIN s USING (session_id)
+                     ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?4",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![connections, messages, now, limit as i64], |r| {
+                        Ok(SessionSummary {
+                            session_id: r.get(0)?,
+                            members: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                            stored: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                            last_message_at: r.get(3)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(|e| sql_error(OP, e))
+            })
+            .await
+    }
+}
