@@ -262,8 +262,6 @@ mod tests {
         assert!(p50 > 0.0 && p50 <= 5.0, "{p50}");
 
         // A gateway alone has no worker metrics: those series are null.
-        let alone = GatewayMetrics::new();
-        let _ = alone;
         let mut g = Sampler::default();
         let r = prometheus::Registry::new();
         let _gw = GatewayMetrics::registered_in(&r);

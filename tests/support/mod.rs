@@ -8,6 +8,7 @@
 #[cfg(feature = "browser-tests")]
 pub mod cdp;
 pub mod connections_server;
+pub mod console;
 pub mod embedded;
 pub mod fixtures;
 pub mod gateway;
