@@ -171,6 +171,31 @@ impl Browser {
         }
     }
 
+    /// Sets `page`'s viewport to `width` × `height` CSS pixels.
+    pub async fn resize(&mut self, page: &Page, width: u32, height: u32) {
+        self.call(
+            Some(&page.session),
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await;
+    }
+
+    /// Writes a PNG of what `page` shows to `path`.
+    pub async fn screenshot(&mut self, page: &Page, path: &std::path::Path) {
+        let shot = self
+            .call(
+                Some(&page.session),
+                "Page.captureScreenshot",
+                json!({ "format": "png", "captureBeyondViewport": true }),
+            )
+            .await;
+        let png = data_encoding::BASE64
+            .decode(shot["data"].as_str().expect("screenshot data").as_bytes())
+            .expect("base64 PNG");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
     /// Closes the browser.
     pub async fn close(mut self) {
         let _ = self.call(None, "Browser.close", json!({})).await;

@@ -109,6 +109,14 @@
         pen = true;
       });
       ctx.stroke();
+      // A point without neighbours draws no line: mark it.
+      ctx.fillStyle = s.color;
+      s.values.forEach((v, i) => {
+        const gap = (j) => j < 0 || j >= s.values.length || s.values[j] === null || s.values[j] === undefined;
+        if (v !== null && v !== undefined && gap(i - 1) && gap(i + 1)) {
+          ctx.fillRect(x(samples[i].t) - 1.5, y(v) - 1.5, 3, 3);
+        }
+      });
     }
   }
 
