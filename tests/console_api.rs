@@ -280,3 +280,41 @@ async fn the_page_is_served_with_a_token_and_a_strict_policy() {
     assert_eq!(status, 403);
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_management_credentials_the_console_needs_them_too() {
+    let files = support::embedded::TempDir::new("sb-console-creds");
+    let gateway = support::secure::parse(
+        "[management]\nbind = \"loopback\"\naccess_key_id = \"AKIDCONSOLE\"\n\
+         secret_access_key = \"env:SB_CONSOLE_SECRET\"\n",
+        &files,
+        &[("SB_CONSOLE_SECRET", "console-secret-for-the-test")],
+    );
+    let dev = Dev::start_with(gateway, false).await;
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes())
+        )
+    };
+    let get = |auth: Option<String>| {
+        let addr = dev.addr;
+        async move {
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            support::console::raw(addr, "GET", "/@console/api/connections", &headers, "")
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    assert_eq!(get(None).await, 401, "no credentials");
+    assert_eq!(get(Some(basic("AKIDCONSOLE", "guess"))).await, 401);
+    assert_eq!(
+        get(Some(basic("AKIDCONSOLE", "console-secret-for-the-test"))).await,
+        200
+    );
+    dev.stop().await;
+}
