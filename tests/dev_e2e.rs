@@ -254,7 +254,13 @@ async fn the_binary_prints_its_urls_serves_a_client_and_exits_0_on_sigterm() {
         rest.push(lines.next_line().await.unwrap().unwrap());
     }
     let text = rest.join("\n");
-    for want in ["demo page", "@connections", "/metrics", "/@console/", "wscat -c"] {
+    for want in [
+        "demo page",
+        "@connections",
+        "/metrics",
+        "/@console/",
+        "wscat -c",
+    ] {
         assert!(text.contains(want), "banner lacks {want}:\n{text}");
     }
     let mut c = ws::connect(&url).await;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Console, ConsoleStore};
+use super::Console;
 use crate::backend::embedded::PeekedMessage;
 use crate::backend::{Connection, Messages, Queue};
 use crate::gateway::DeleteOutcome;
@@ -354,10 +354,10 @@ pub(super) async fn replay(
     let _one_at_a_time = c.inner.replaying.lock().await;
     let opts = match &req.message_id {
         None => ReplayOptions::default(),
-        Some(id) => match place_in_group(s, id).await {
+        Some(id) => match s.store.place_in_group(&s.dlq_url, id).await {
             Ok(Some((group, takes))) => ReplayOptions {
                 group: Some(group),
-                max: Some(takes),
+                max: Some(usize::try_from(takes).unwrap_or(usize::MAX)),
                 ..ReplayOptions::default()
             },
             Ok(None) => {
@@ -399,29 +399,6 @@ pub(super) async fn replay(
         "error": result.err().map(|e| e.to_string()),
     });
     answer(StatusCode::OK, body)
-}
-
-/// The group of dead letter `id` and how many of that group's dead letters
-/// a replay takes to reach it (it and the ones before it).
-async fn place_in_group(
-    s: &ConsoleStore,
-    id: &str,
-) -> Result<Option<(String, usize)>, crate::backend::BackendError> {
-    // Every dead letter: the place counts all earlier ones of the group.
-    let all = s.store.peek(&s.dlq_url, usize::MAX >> 1).await?;
-    let Some(target) = all.iter().find(|m| m.message_id == id) else {
-        return Ok(None);
-    };
-    let mut takes = 0;
-    for m in &all {
-        if m.group == target.group {
-            takes += 1;
-        }
-        if m.message_id == id {
-            break;
-        }
-    }
-    Ok(Some((target.group.clone(), takes)))
 }
 
 /// `POST /@console/api/dead-letters/{id}/delete`: drops one dead letter.

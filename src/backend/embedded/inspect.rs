@@ -75,15 +75,11 @@ pub struct SessionSummary {
     pub last_message_at: Option<i64>,
 }
 
-fn queue_of(url: &str) -> Result<String> {
-    queue_name(url)
-}
-
 impl EmbeddedStore {
     /// Depths of the queue at `url` and its `top` busiest groups.
     pub async fn queue_depth(&self, url: &str, top: usize) -> Result<QueueDepth> {
         const OP: &str = "embedded.QueueDepth";
-        let name = queue_of(url)?;
+        let name = queue_name(url)?;
         let now = self.db.clock.now_ms();
         self.db
             .call(OP, move |conn| {
@@ -127,7 +123,7 @@ impl EmbeddedStore {
     /// receiving them.
     pub async fn peek(&self, url: &str, limit: usize) -> Result<Vec<PeekedMessage>> {
         const OP: &str = "embedded.Peek";
-        let name = queue_of(url)?;
+        let name = queue_name(url)?;
         let now = self.db.clock.now_ms();
         self.db
             .call(OP, move |conn| {
@@ -156,12 +152,43 @@ impl EmbeddedStore {
             .await
     }
 
+    /// The group of message `message_id` in the queue at `url` and its place
+    /// in that group: 1 for the group's oldest message. `None`: not there.
+    pub async fn place_in_group(
+        &self,
+        url: &str,
+        message_id: &str,
+    ) -> Result<Option<(String, u64)>> {
+        const OP: &str = "embedded.PlaceInGroup";
+        let name = queue_name(url)?;
+        let id = message_id.to_owned();
+        self.db
+            .call(OP, move |conn| {
+                conn.prepare_cached(
+                    "SELECT m.group_id,
+                            (SELECT COUNT(*) FROM queue_messages o
+                             WHERE o.queue = m.queue AND o.group_id = m.group_id AND o.seq <= m.seq)
+                     FROM queue_messages m WHERE m.queue = ?1 AND m.message_id = ?2",
+                )
+                .and_then(|mut s| {
+                    rusqlite::OptionalExtension::optional(s.query_row(params![name, id], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        ))
+                    }))
+                })
+                .map_err(|e| sql_error(OP, e))
+            })
+            .await
+    }
+
     /// Deletes message `message_id` from the queue at `url` unless someone
     /// holds it. `Ok(false)`: no such message. A held message is refused
     /// with [`ErrorKind::ConditionFailed`] (its holder will delete or release it).
     pub async fn delete_message(&self, url: &str, message_id: &str) -> Result<bool> {
         const OP: &str = "embedded.DeleteMessageById";
-        let name = queue_of(url)?;
+        let name = queue_name(url)?;
         let id = message_id.to_owned();
         let now = self.db.clock.now_ms();
         let notify = self.db.notify(&name);
