@@ -318,3 +318,83 @@ async fn with_management_credentials_the_console_needs_them_too() {
     );
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_embedded_store_the_console_says_what_it_cannot_show() {
+    use switchboard::backend::embedded::EmbeddedStore;
+    use switchboard::backend::{Connections, Queue};
+    use switchboard::console::Console;
+    use switchboard::gateway::{self, Gateway, GatewayConfig, HandlerBackend};
+
+    // As `switchboard gateway` runs it: a gateway, no store for the console
+    // (its handlers write to a queue and table the console cannot read).
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let migrated = store.migrate(&Default::default()).await.unwrap();
+    let queue: std::sync::Arc<dyn Queue> =
+        std::sync::Arc::new(store.queue(&migrated.queue_url).unwrap());
+    let connections: std::sync::Arc<dyn Connections> =
+        std::sync::Arc::new(store.connections("switchboard-connections", None));
+    let gw = Gateway::new(
+        GatewayConfig::default(),
+        Some(HandlerBackend { queue, connections }),
+    )
+    .unwrap();
+    let console = Console::new(gw.clone(), gw.metrics().registry().clone(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (sample_stop, sample_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(console.clone().sample(async {
+        let _ = sample_stopped.await;
+    }));
+    let router = gw.router().merge(console.router());
+    let server = tokio::spawn(gateway::serve(listener, gw, router, async {
+        let _ = stopped.await;
+    }));
+
+    let client = ConsoleClient::open(addr).await;
+    let _alice = Member::join(&format!("ws://{addr}/dev?session=room")).await;
+    let c = eventually(DEADLINE, "the connection listed", || async {
+        let c = client.get("/connections").await;
+        (c["total"] == 1).then_some(c)
+    })
+    .await;
+    assert_eq!(c["bySession"], Value::Null);
+    assert!(
+        c["sessionsUnavailable"]
+            .as_str()
+            .unwrap()
+            .contains("switchboard gateway")
+    );
+    assert_eq!(client.get("/overview").await["mode"], "gateway");
+    for path in [
+        "/sessions",
+        "/queue",
+        "/dead-letters",
+        "/sessions/room/history",
+    ] {
+        let v = client.get(path).await;
+        assert_eq!(v["available"], false, "{path}: {v}");
+        assert!(
+            v["reason"].as_str().unwrap().contains("not available"),
+            "{v}"
+        );
+    }
+    let (status, v) = client.post("/dead-letters/replay", "{}", &[]).await;
+    assert_eq!((status, &v["available"]), (200, &json!(false)));
+    let samples = eventually(DEADLINE, "a sample", || async {
+        let m = client.get("/metrics").await;
+        m["samples"].as_array().filter(|s| !s.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(samples[0]["deliveries"], Value::Null, "no worker here");
+    assert!(samples[0]["messagesIn"].is_number());
+
+    let _ = sample_stop.send(());
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("stopped")
+        .unwrap()
+        .unwrap();
+}
