@@ -17,7 +17,10 @@
 //! store-backed parts answer `available: false` with the reason.
 
 pub mod access;
+#[cfg(test)]
+mod access_tests;
 mod api;
+mod dead_letters;
 pub mod samples;
 
 use std::sync::{Arc, Mutex};
@@ -126,9 +129,9 @@ impl Console {
             .route("/sessions", get(api::sessions))
             .route("/sessions/{id}/history", get(api::history))
             .route("/queue", get(api::queue))
-            .route("/dead-letters", get(api::dead_letters))
-            .route("/dead-letters/replay", post(api::replay))
-            .route("/dead-letters/{id}/delete", post(api::delete_dead_letter))
+            .route("/dead-letters", get(dead_letters::list))
+            .route("/dead-letters/replay", post(dead_letters::replay))
+            .route("/dead-letters/{id}/delete", post(dead_letters::delete))
             .route("/metrics", get(api::metrics));
         Router::new()
             .route("/@console", get(page))
