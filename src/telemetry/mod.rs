@@ -1,8 +1,12 @@
-//! Logs (`tracing`), metrics (Prometheus) and the health endpoints.
+//! Logs (`tracing`), traces (`trace`: W3C trace context; exported with the
+//! `otel` feature), metrics (Prometheus) and the health endpoints.
 
 mod gateway_metrics;
 mod http;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
+pub mod trace;
 
 pub use gateway_metrics::{GatewayMetrics, REJECTION_REASONS};
 pub use http::{Health, router, serve};
