@@ -36,6 +36,10 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    #[cfg(feature = "otel")]
+    if init_with_export(filter.clone(), json) {
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -45,4 +49,44 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// With `otel` and an OTLP endpoint in the environment: logs as without,
+/// plus the spans of `switchboard` at info and above exported. Whether it
+/// installed the subscriber.
+#[cfg(feature = "otel")]
+fn init_with_export(filter: EnvFilter, json: bool) -> bool {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let tracer = match otel::tracer() {
+        Ok(Some(t)) => t,
+        Ok(None) => return false,
+        Err(e) => {
+            eprintln!("warning: traces are not exported: {e}");
+            return false;
+        }
+    };
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if json {
+        logs.json().flatten_event(true).with_filter(filter).boxed()
+    } else {
+        logs.with_filter(filter).boxed()
+    };
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(EnvFilter::new("switchboard=info"));
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
+    true
+}
+
+/// Flushes what is still to be exported (the `otel` feature's queued spans);
+/// call once at the end of a command. Nothing to do without `otel`.
+pub fn shutdown() {
+    #[cfg(feature = "otel")]
+    otel::shutdown();
 }
