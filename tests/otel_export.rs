@@ -253,3 +253,33 @@ async fn a_collector_that_is_down_costs_one_warning_per_interval_and_no_delivery
         "memory bounded: {rss_before} KiB → {rss_after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_spans_still_queued() {
+    let receiver = Receiver::start().await;
+    let dir = TempDir::new("otel-flush");
+    let mut vars = env(&receiver.endpoint());
+    // No scheduled export during the test: only the flush at exit sends.
+    vars.retain(|(k, _)| *k != "OTEL_BSP_SCHEDULE_DELAY");
+    vars.push(("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()));
+    let mut dev = dev(&dir, &vars).await;
+    let mut c = connect_traced(&dev.ws_url("room-f")).await;
+    c.send(Message::text(
+        json!({"action": "sendMessage", "data": {"text": "bye"}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    next_of_type(&mut c, "message").await;
+    assert_eq!(receiver.requests(), 0, "nothing exported before the exit");
+    dev.proc.sigterm();
+    let status = dev.proc.exit_within(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let names: Vec<String> = receiver
+        .trace(TRACE_ID)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    for want in ["send", "queue_wait", "handle", "store", "broadcast"] {
+        assert!(names.iter().any(|n| n == want), "{want} flushed: {names:?}");
+    }
+}

@@ -57,7 +57,10 @@ pub async fn edge(
             error_message: message,
         });
     }
-    handlers.handle(kind, &event).await.map_err(|e| {
+    let result = handlers.handle(kind, &event).await;
+    // Frozen after the answer: export this invocation's spans now.
+    crate::telemetry::flush().await;
+    result.map_err(|e| {
         let error_type = match e {
             HandlerError::BadEvent(_) => "Switchboard.BadEvent",
             HandlerError::Backend(_) => "Switchboard.BackendError",

@@ -84,6 +84,13 @@ fn init_with_export(filter: EnvFilter, json: bool) -> bool {
     true
 }
 
+/// Exports the spans queued so far, off the async threads; for a Lambda
+/// function, which is frozen between invocations. Nothing to do without `otel`.
+pub async fn flush() {
+    #[cfg(feature = "otel")]
+    let _ = tokio::task::spawn_blocking(otel::flush).await;
+}
+
 /// Flushes what is still to be exported (the `otel` feature's queued spans);
 /// call once at the end of a command. Nothing to do without `otel`.
 pub fn shutdown() {

@@ -188,6 +188,16 @@ pub(super) fn shutdown() {
     }
 }
 
+/// Exports what is queued now (a Lambda function, frozen between
+/// invocations, calls it at the end of each).
+pub(super) fn flush() {
+    if let Some((provider, _)) = PROVIDER.get()
+        && let Err(e) = provider.force_flush()
+    {
+        tracing::debug!(error = %e, "traces not flushed");
+    }
+}
+
 fn remote(parent: &TraceContext) -> Context {
     let flags = if parent.sampled {
         TraceFlags::SAMPLED
