@@ -24,7 +24,9 @@
 //!   `replay-dlq`, `healthcheck`), below [`app`].
 //! - [`migrations`]: the table and queue definitions of `migrations/*.json`,
 //!   read by `ops::migrate` and `backend::embedded`.
-//! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
+//! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`,
+//!   the W3C trace context (`telemetry::trace`) and, with feature `otel`, its
+//!   OTLP export.
 //! - [`cli`] → [`worker_config`] → [`app`]: flags, validated worker settings,
 //!   the running parts (and each command's wiring).
 //! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
