@@ -283,6 +283,42 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_continues_the_header_then_the_authorizer_then_xray_trace() {
+        let tp = |t: &str| format!("00-{t}-00f067aa0ba902b7-01");
+        let (a, b, c) = (
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "5bf92f3577b34da6a3ce929d0e0e4736",
+            "5759e988bd862e3fe1be46a994272793",
+        );
+        let mut e = event();
+        assert_eq!(incoming_trace(&e), None, "none: a new trace");
+        e.request.headers = Some(
+            [(
+                "X-Amzn-Trace-Id".to_owned(),
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+                    .to_owned(),
+            )]
+            .into(),
+        );
+        let id = |e: &WebSocketEvent| incoming_trace(e).map(|t| t.trace_id_hex());
+        assert_eq!(id(&e).as_deref(), Some(c));
+        e.request_context.authorizer = Some(
+            json!({"traceparent": tp(b), "tracestate": "k=v"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert_eq!(id(&e).as_deref(), Some(b));
+        assert_eq!(incoming_trace(&e).unwrap().state.as_deref(), Some("k=v"));
+        let headers = e.request.headers.as_mut().unwrap();
+        headers.insert("Traceparent".into(), "00-not-a-trace".into());
+        assert_eq!(id(&e).as_deref(), Some(b), "an invalid header is ignored");
+        let headers = e.request.headers.as_mut().unwrap();
+        headers.insert("Traceparent".into(), tp(a));
+        assert_eq!(id(&e).as_deref(), Some(a));
+    }
+
+    #[test]
     fn missing_data_is_a_null_payload() {
         let mut e = event();
         e.body = Some(r#"{"action":"history"}"#.into());

@@ -32,7 +32,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::trace::{TraceContext, own_ids};
+use super::trace::{TraceContext, own_ids, random_span_id};
 
 /// At most one warning about failed exports per this interval.
 pub const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -141,6 +141,21 @@ impl HttpClient for ExportClient {
     }
 }
 
+/// New trace ids as without export (epoch seconds first, so X-Ray accepts
+/// them too); random span ids.
+#[derive(Debug)]
+struct XrayCompatibleIds;
+
+impl opentelemetry_sdk::trace::IdGenerator for XrayCompatibleIds {
+    fn new_trace_id(&self) -> TraceId {
+        TraceId::from_bytes(TraceContext::new_root().trace_id)
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        SpanId::from_bytes(random_span_id())
+    }
+}
+
 /// Whether the environment asks for export: an OTLP endpoint is set, and
 /// neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`.
 fn wanted() -> bool {
@@ -172,6 +187,7 @@ pub(super) fn tracer() -> Result<Option<SdkTracer>, String> {
         .map_err(|e| format!("bad OTLP exporter settings: {e}"))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_id_generator(XrayCompatibleIds)
         .build();
     let tracer = provider.tracer("switchboard");
     let _ = PROVIDER.set((provider, tracer.clone()));

@@ -69,7 +69,7 @@ fn nonzero<const N: usize>(id: [u8; N]) -> Option<[u8; N]> {
     id.iter().any(|b| *b != 0).then_some(id)
 }
 
-fn random_span_id() -> [u8; 8] {
+pub(crate) fn random_span_id() -> [u8; 8] {
     loop {
         if let Some(id) = nonzero(rand::random::<[u8; 8]>()) {
             return id;
