@@ -234,3 +234,47 @@ mod aws {
         assert!(back["deadLetterReason"].contains("shout"), "{back:?}");
     }
 }
+
+/// The send function continues the invocation's X-Ray trace (the runtime's
+/// `_X_AMZN_TRACE_ID`, also in the invocation context) when the frame has
+/// no trace of its own.
+#[cfg(feature = "lambda")]
+#[tokio::test]
+async fn the_send_function_continues_the_invocations_xray_trace() {
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let m = store
+        .migrate(&Names {
+            connections_table: "c".into(),
+            messages_table: "m".into(),
+            queue: "q.fifo".into(),
+            dlq: "q-dlq.fifo".into(),
+        })
+        .await
+        .unwrap();
+    let queue = store.queue(&m.queue_url).unwrap();
+    let conns = store.connections("c", None);
+    conns.put(&connection("c1", "room1")).await.unwrap();
+    let handlers = Handlers::new(
+        Arc::new(queue.clone()),
+        Arc::new(conns),
+        HandlerSettings::default(),
+    );
+    let mut frame: serde_json::Value =
+        serde_json::from_str(&traced_frame("c1", "sendMessage")).unwrap();
+    frame["headers"] = serde_json::Value::Null;
+    let mut context = lambda_runtime::Context::default();
+    context.xray_trace_id =
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into());
+    let event = lambda_runtime::LambdaEvent::new(serde_json::from_value(frame).unwrap(), context);
+    let r = switchboard::lambda::edge(&handlers, HandlerKind::Send, event)
+        .await
+        .unwrap();
+    assert_eq!(r.status_code, 200, "{r:?}");
+    let got = queue.receive(peek()).await.unwrap();
+    let t = TraceContext::from_attributes(&got[0].attributes).unwrap();
+    assert_eq!(t.trace_id_hex(), "5759e988bd862e3fe1be46a994272793");
+    assert_ne!(
+        t.span_id, *b"\x53\x99\x5c\x3f\x42\xcd\x8a\xd8",
+        "a span of its own"
+    );
+}
