@@ -29,11 +29,14 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+# Cargo features of the image: empty by default; `--build-arg FEATURES=otel`
+# adds the trace exporter (docs/operations.md, section 10).
+ARG FEATURES=""
 COPY --from=planner /app/recipe.json recipe.json
 # Dependencies only: rebuilt when the recipe (manifests, lock file) changes.
-RUN cargo chef cook --release --locked --bin switchboard --recipe-path recipe.json
+RUN cargo chef cook --release --locked --features "${FEATURES}" --bin switchboard --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin switchboard
+RUN cargo build --release --locked --features "${FEATURES}" --bin switchboard
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 LABEL org.opencontainers.image.title="switchboard" \

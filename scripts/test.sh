@@ -6,7 +6,8 @@
 #  3. installs Debian's chromium (pinned major version) for the demo-page test,
 #  4. checks rust-version against the locked dependencies (check-msrv.py),
 #     known advisories (../shared/tools/advisories.py), formatting and
-#     clippy, runs `cargo test` with the AWS, browser and Lambda tests on (features aws-tests, browser-tests, lambda;
+#     clippy, runs `cargo test` with the AWS, browser and Lambda tests and the
+#     trace exporter on (features aws-tests, browser-tests, lambda, otel;
 #     SWITCHBOARD_TEST_AWS_ENDPOINT) and plain `cargo test`,
 #  5. stops moto (also on failure).
 set -euo pipefail
@@ -68,7 +69,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --features aws-tests,browser-tests,lambda -- -D warnings
+cargo clippy --all-targets --features aws-tests,browser-tests,lambda,otel -- -D warnings
 
 step "cfn-lint deploy/template.json"
 "$VENV/bin/cfn-lint" --regions us-east-1 eu-west-1 --include-checks I -- deploy/template.json
@@ -76,10 +77,10 @@ step "cfn-lint deploy/template.json"
 step "hadolint Dockerfile"
 "$VENV/bin/hadolint" Dockerfile
 
-step "cargo test --features aws-tests,browser-tests,lambda (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
-cargo test --features aws-tests,browser-tests,lambda
+step "cargo test --features aws-tests,browser-tests,lambda,otel (moto at $SWITCHBOARD_TEST_AWS_ENDPOINT)"
+cargo test --features aws-tests,browser-tests,lambda,otel
 
-step "cargo test (default features: AWS, browser and Lambda tests compiled out)"
+step "cargo test (default features: AWS, browser and Lambda tests and the exporter compiled out)"
 env -u SWITCHBOARD_TEST_AWS_ENDPOINT cargo test
 
 step "all tests passed"

@@ -24,7 +24,9 @@
 //!   `replay-dlq`, `healthcheck`), below [`app`].
 //! - [`migrations`]: the table and queue definitions of `migrations/*.json`,
 //!   read by `ops::migrate` and `backend::embedded`.
-//! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`.
+//! - [`telemetry`]: logs, the one metrics catalogue, `/metrics` `/healthz` `/readyz`,
+//!   the W3C trace context (`telemetry::trace`) and, with feature `otel`, its
+//!   OTLP export.
 //! - [`console`]: the live console at `/@console/` (page and JSON API) over
 //!   the gateway, the embedded store, `ops::replay` and the metrics; below [`app`].
 //! - [`cli`] → [`worker_config`] → [`app`]: flags, validated worker settings,

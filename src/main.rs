@@ -10,7 +10,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(switchboard::run(cli)) {
+    let result = runtime.block_on(switchboard::run(cli));
+    // After SIGTERM's drain too: the spans still queued are exported.
+    switchboard::telemetry::shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::backend::{BackendError, Connection, Connections, ErrorKind, Frame, Push};
 use crate::telemetry::Metrics;
@@ -164,6 +165,26 @@ impl Struggling {
     }
 }
 
+/// The span of one fan-out; [`record_report`] fills in its counts.
+fn fanout_span() -> tracing::Span {
+    tracing::info_span!(
+        "fanout",
+        recipients = tracing::field::Empty,
+        ok = tracing::field::Empty,
+        gone = tracing::field::Empty,
+        throttled = tracing::field::Empty,
+        failed = tracing::field::Empty,
+    )
+}
+
+fn record_report(span: &tracing::Span, r: &FanoutReport) {
+    span.record("recipients", r.total());
+    span.record("ok", r.ok);
+    span.record("gone", r.gone);
+    span.record("throttled", r.throttled);
+    span.record("failed", r.failed);
+}
+
 impl Fanout {
     /// At most `concurrency` posts in flight at once.
     pub fn new(
@@ -193,7 +214,28 @@ impl Fanout {
     /// To every connection of `session_id` except `exclude`. Pages of the
     /// session's connections are read one ahead while earlier recipients are
     /// being delivered. Fails only if reading the connections fails.
+    ///
+    /// Traced as one `fanout` span with the counts; each page read is a
+    /// `connections.query` span, each delivery a `deliver` span at debug level.
     pub async fn to_session(
+        &self,
+        endpoint: &str,
+        session_id: &str,
+        frame: Bytes,
+        exclude: Option<&str>,
+    ) -> Result<FanoutReport, BackendError> {
+        let span = fanout_span();
+        let result = self
+            .to_session_untraced(endpoint, session_id, frame, exclude)
+            .instrument(span.clone())
+            .await;
+        if let Ok(report) = &result {
+            record_report(&span, report);
+        }
+        result
+    }
+
+    async fn to_session_untraced(
         &self,
         endpoint: &str,
         session_id: &str,
@@ -206,7 +248,18 @@ impl Fanout {
         let mut report = FanoutReport::default();
         let mut waiting: VecDeque<Connection> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
-        let mut next_page = Some(self.connections.by_session(session_id, None));
+        let query = |cursor: Option<String>| {
+            let span = tracing::info_span!(
+                "connections_query",
+                otel.name = "connections.query",
+                session = session_id,
+                first_page = cursor.is_none(),
+            );
+            self.connections
+                .by_session(session_id, cursor)
+                .instrument(span)
+        };
+        let mut next_page = Some(query(None));
         let mut last_page_len = 0;
         loop {
             while in_flight.len() < self.concurrency {
@@ -229,9 +282,7 @@ impl Fanout {
                 }, if want_page => {
                     let page = page?;
                     last_page_len = page.items.len();
-                    next_page = page
-                        .next
-                        .map(|cursor| self.connections.by_session(session_id, Some(cursor)));
+                    next_page = page.next.map(|cursor| query(Some(cursor)));
                     waiting.extend(
                         page.items
                             .into_iter()
@@ -244,6 +295,21 @@ impl Fanout {
 
     /// To the given connections.
     pub async fn to_connections(
+        &self,
+        endpoint: &str,
+        recipients: Vec<Connection>,
+        frame: Bytes,
+    ) -> FanoutReport {
+        let span = fanout_span();
+        let report = self
+            .to_connections_untraced(endpoint, recipients, frame)
+            .instrument(span.clone())
+            .await;
+        record_report(&span, &report);
+        report
+    }
+
+    async fn to_connections_untraced(
         &self,
         endpoint: &str,
         recipients: Vec<Connection>,
@@ -293,6 +359,13 @@ impl Fanout {
 
     /// Posts to one recipient; on 410 prunes exactly that connection item.
     async fn deliver(&self, endpoint: &str, conn: Connection, frame: &Frame) -> Delivery {
+        let span = tracing::debug_span!("deliver", connection_id = %conn.connection_id);
+        self.deliver_untraced(endpoint, conn, frame)
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver_untraced(&self, endpoint: &str, conn: Connection, frame: &Frame) -> Delivery {
         let d = self
             .post_with_retries(endpoint, &conn.connection_id, frame)
             .await;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::backend::{Connections, Messages};
 use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, ErrorFrame};
@@ -88,13 +89,22 @@ impl Actions {
     /// Runs `steps` in order; stops at the first failure.
     pub async fn run(&self, env: &Envelope, steps: &[Step]) -> Result<(), ActionError> {
         for step in steps {
-            match step {
-                Step::Store => self.store(env).await?,
-                Step::Broadcast { exclude_sender } => self.broadcast(env, *exclude_sender).await?,
-                Step::Direct => self.direct(env).await?,
-                Step::Reply => self.reply(env).await?,
-                Step::History => self.history(env).await?,
+            // One span per step, named after it (`store`, `broadcast`, ...).
+            let name = step.to_string();
+            let span = tracing::info_span!("step", otel.name = %name, step = %name);
+            async {
+                match step {
+                    Step::Store => self.store(env).await,
+                    Step::Broadcast { exclude_sender } => {
+                        self.broadcast(env, *exclude_sender).await
+                    }
+                    Step::Direct => self.direct(env).await,
+                    Step::Reply => self.reply(env).await,
+                    Step::History => self.history(env).await,
+                }
             }
+            .instrument(span)
+            .await?;
         }
         Ok(())
     }

@@ -45,7 +45,11 @@ pub struct QueueMessage {
     pub dedup_id: Option<String>,
     /// ApproximateReceiveCount: 1 on the first delivery.
     pub receive_count: u32,
-    /// String message attributes (e.g. `reason` on dead letters).
+    /// SentTimestamp, epoch ms, when the queue reports it (the start of the
+    /// message's queue wait).
+    pub sent_at_ms: Option<i64>,
+    /// String message attributes (e.g. `reason` on dead letters, the W3C
+    /// `traceparent`).
     pub attributes: BTreeMap<String, String>,
 }
 

@@ -112,8 +112,14 @@ pub fn message_event(
 ) -> WebSocketEvent {
     let mut ctx = context(handle, route_key, EventType::Message, request_id, now);
     ctx.message_id = Some(new_id());
+    // API Gateway passes no headers with messages; ours passes the
+    // handshake's trace headers, as an integration may.
+    let headers = &handle.trace_headers;
     WebSocketEvent {
-        request: RequestParameters::default(),
+        request: RequestParameters {
+            headers: (!headers.is_empty()).then(|| headers.clone()),
+            ..RequestParameters::default()
+        },
         request_context: ctx,
         body: Some(body),
         is_base64_encoded: false,

@@ -5,7 +5,7 @@
 //! share private state (the queue's byte accounting and close reason); split
 //! them when a second user of the outbound queue appears.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +28,9 @@ pub struct Caller {
     pub authorizer: Option<Map<String, Value>>,
     /// The API key, if one of a usage plan of the stage was presented.
     pub(crate) api_key: Option<Arc<KeyState>>,
+    /// The handshake's `traceparent`/`tracestate` headers, passed with every
+    /// message event so each frame's trace continues the handshake's.
+    pub trace_headers: BTreeMap<String, String>,
 }
 
 /// Why the gateway closes a connection: the close frame it sends and what the
@@ -97,6 +100,8 @@ pub struct ConnHandle {
     /// Authorizer output for every event of this connection
     /// (`requestContext.authorizer`).
     pub authorizer: Option<Map<String, Value>>,
+    /// The handshake's trace headers ([`Caller::trace_headers`]).
+    pub trace_headers: BTreeMap<String, String>,
     /// The API key the connection presented, with its usage plan's meters.
     pub(crate) api_key: Option<Arc<KeyState>>,
     /// The API's domain as the client addressed it.
@@ -146,6 +151,7 @@ impl ConnHandle {
             source_ip: caller.source_ip,
             user_agent: caller.user_agent,
             authorizer: caller.authorizer,
+            trace_headers: caller.trace_headers,
             api_key: caller.api_key,
             domain_name,
             last_active: AtomicI64::new(connected_at),

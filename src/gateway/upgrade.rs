@@ -3,6 +3,7 @@
 //! the client waits, then accepts (101) or rejects the handshake with the
 //! refusal's or the integration's status, as API Gateway does.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -131,6 +132,7 @@ pub(super) async fn upgrade(
         Caller {
             source_ip: source_ip.clone(),
             user_agent,
+            trace_headers: trace_headers(&headers),
             ..Caller::default()
         },
         connected_at,
@@ -290,4 +292,17 @@ fn rejection(answer: &ProxyResponse) -> Response {
         "text/plain; charset=utf-8"
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The handshake's W3C trace headers (`traceparent`, `tracestate`), when it
+/// has them: every frame of the connection continues that trace.
+fn trace_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    use crate::telemetry::trace::{ATTR_TRACEPARENT, ATTR_TRACESTATE};
+    [ATTR_TRACEPARENT, ATTR_TRACESTATE]
+        .into_iter()
+        .filter_map(|name| {
+            let value = headers.get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
 }

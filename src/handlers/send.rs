@@ -2,6 +2,7 @@
 //! sender which actions exist.
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
 use crate::backend::OutgoingMessage;
@@ -9,6 +10,7 @@ use crate::envelope::API_GATEWAY_MESSAGE_BYTES as MAX_FRAME_BYTES;
 use crate::envelope::{
     Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, MessageFrame, Sender, encoded_len,
 };
+use crate::telemetry::trace::{self, ATTR_TRACEPARENT, ATTR_TRACESTATE, TraceContext, XRAY_HEADER};
 
 /// The envelope for a message event whose connection belongs to `session_id`,
 /// or the refusal to send back. The envelope is checked exactly as the worker
@@ -109,9 +111,48 @@ fn callback_domain(ctx: &super::RequestContext, region: Option<&str>) -> String 
     }
 }
 
+/// The trace a client frame continues, when one is known: a `traceparent`
+/// (and `tracestate`) header the integration passes (the local gateway passes
+/// the `$connect` handshake's), then the same in the authorizer's context
+/// (API Gateway hands it to every event of the connection), then X-Ray's
+/// `X-Amzn-Trace-Id` (the Lambda functions put their `_X_AMZN_TRACE_ID`
+/// there). Invalid values are ignored: the frame starts a new trace.
+pub fn incoming_trace(event: &WebSocketEvent) -> Option<TraceContext> {
+    let ctx = &event.request_context;
+    let header = |name| event.request.header(name).map(str::to_owned);
+    let from_header = header(ATTR_TRACEPARENT)
+        .and_then(|tp| TraceContext::parse(&tp, header(ATTR_TRACESTATE).as_deref()));
+    from_header
+        .or_else(|| {
+            let tp = ctx.authorizer_value(ATTR_TRACEPARENT)?;
+            TraceContext::parse(&tp, ctx.authorizer_value(ATTR_TRACESTATE).as_deref())
+        })
+        .or_else(|| TraceContext::from_xray(event.request.header(XRAY_HEADER)?))
+}
+
 pub(super) async fn send(
     h: &Handlers,
     event: &WebSocketEvent,
+) -> Result<ProxyResponse, HandlerError> {
+    let ctx = &event.request_context;
+    // One span per client frame: the edge of the message's trace.
+    let span = tracing::info_span!(
+        "send",
+        otel.name = "send",
+        otel.kind = "producer",
+        trace_id = tracing::field::Empty,
+        id = %ctx.request_id,
+        action = %ctx.route_key,
+        connection = %ctx.connection_id,
+    );
+    let trace = trace::continue_trace(&span, incoming_trace(event).as_ref());
+    send_traced(h, event, trace).instrument(span).await
+}
+
+async fn send_traced(
+    h: &Handlers,
+    event: &WebSocketEvent,
+    trace: TraceContext,
 ) -> Result<ProxyResponse, HandlerError> {
     let ctx = &event.request_context;
     // An authorizer that put the session in its context saves a table read.
@@ -140,12 +181,14 @@ pub(super) async fn send(
         Ok(e) => e,
         Err(refusal) => return Ok(refusal),
     };
-    let message = OutgoingMessage {
+    let mut message = OutgoingMessage {
         body: serde_json::to_string(&envelope).expect("an envelope always encodes"),
         group_id: envelope.session_id.clone(),
         dedup_id: envelope.id.clone(),
         attributes: Default::default(),
     };
+    // The worker continues the trace from here (SQS passes the attribute).
+    trace.write_attributes(&mut message.attributes);
     let message_id = h.queue.send(&message).await?;
     tracing::debug!(%message_id, session = %envelope.session_id, "enqueued");
     Ok(ProxyResponse::status(200))
@@ -237,6 +280,42 @@ mod tests {
         assert_eq!(callback(&e, None), "chat.example.com");
         e.request_context.api_id = None;
         assert_eq!(callback(&e, Some("eu-west-1")), "chat.example.com");
+    }
+
+    #[test]
+    fn a_frame_continues_the_header_then_the_authorizer_then_xray_trace() {
+        let tp = |t: &str| format!("00-{t}-00f067aa0ba902b7-01");
+        let (a, b, c) = (
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "5bf92f3577b34da6a3ce929d0e0e4736",
+            "5759e988bd862e3fe1be46a994272793",
+        );
+        let mut e = event();
+        assert_eq!(incoming_trace(&e), None, "none: a new trace");
+        e.request.headers = Some(
+            [(
+                "X-Amzn-Trace-Id".to_owned(),
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+                    .to_owned(),
+            )]
+            .into(),
+        );
+        let id = |e: &WebSocketEvent| incoming_trace(e).map(|t| t.trace_id_hex());
+        assert_eq!(id(&e).as_deref(), Some(c));
+        e.request_context.authorizer = Some(
+            json!({"traceparent": tp(b), "tracestate": "k=v"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert_eq!(id(&e).as_deref(), Some(b));
+        assert_eq!(incoming_trace(&e).unwrap().state.as_deref(), Some("k=v"));
+        let headers = e.request.headers.as_mut().unwrap();
+        headers.insert("Traceparent".into(), "00-not-a-trace".into());
+        assert_eq!(id(&e).as_deref(), Some(b), "an invalid header is ignored");
+        let headers = e.request.headers.as_mut().unwrap();
+        headers.insert("Traceparent".into(), tp(a));
+        assert_eq!(id(&e).as_deref(), Some(a));
     }
 
     #[test]

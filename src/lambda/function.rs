@@ -11,6 +11,7 @@ use crate::handlers::authorizer::{
     Authorizer, AuthorizerError, AuthorizerEvent, AuthorizerResponse,
 };
 use crate::handlers::{HandlerError, HandlerKind, Handlers, ProxyResponse, WebSocketEvent};
+use crate::telemetry::trace::{XRAY_ENV, XRAY_HEADER};
 
 /// Connect, disconnect, default or send, as the function of `kind`:
 /// `$connect` stores the connection (400 with an `error` frame when the
@@ -23,7 +24,22 @@ pub async fn edge(
     kind: HandlerKind,
     event: LambdaEvent<WebSocketEvent>,
 ) -> Result<ProxyResponse, Diagnostic> {
-    let event = event.payload;
+    let xray = event
+        .context
+        .xray_trace_id
+        .clone()
+        .or_else(|| std::env::var(XRAY_ENV).ok());
+    let mut event = event.payload;
+    // The invocation's X-Ray trace is the parent of the edge span unless
+    // the event carries a trace of its own (`handlers::send::incoming_trace`).
+    if let Some(xray) = xray.filter(|x| !x.is_empty()) {
+        event
+            .request
+            .headers
+            .get_or_insert_with(Default::default)
+            .entry(XRAY_HEADER.to_owned())
+            .or_insert(xray);
+    }
     // A function wired to the wrong route would, say, store a connection
     // record for a `$disconnect`: refuse instead, loudly.
     let expected = HandlerKind::for_event(&event);
@@ -41,7 +57,10 @@ pub async fn edge(
             error_message: message,
         });
     }
-    handlers.handle(kind, &event).await.map_err(|e| {
+    let result = handlers.handle(kind, &event).await;
+    // Frozen after the answer: export this invocation's spans now.
+    crate::telemetry::flush().await;
+    result.map_err(|e| {
         let error_type = match e {
             HandlerError::BadEvent(_) => "Switchboard.BadEvent",
             HandlerError::Backend(_) => "Switchboard.BackendError",

@@ -1,8 +1,12 @@
-//! Logs (`tracing`), metrics (Prometheus) and the health endpoints.
+//! Logs (`tracing`), traces (`trace`: W3C trace context; exported with the
+//! `otel` feature), metrics (Prometheus) and the health endpoints.
 
 mod gateway_metrics;
 mod http;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
+pub mod trace;
 
 pub use gateway_metrics::{GatewayMetrics, REJECTION_REASONS};
 pub use http::{Health, router, serve};
@@ -32,6 +36,10 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    #[cfg(feature = "otel")]
+    if init_with_export(filter.clone(), json) {
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -41,4 +49,51 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// With `otel` and an OTLP endpoint in the environment: logs as without,
+/// plus the spans of `switchboard` at info and above exported. Whether it
+/// installed the subscriber.
+#[cfg(feature = "otel")]
+fn init_with_export(filter: EnvFilter, json: bool) -> bool {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let tracer = match otel::tracer() {
+        Ok(Some(t)) => t,
+        Ok(None) => return false,
+        Err(e) => {
+            eprintln!("warning: traces are not exported: {e}");
+            return false;
+        }
+    };
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if json {
+        logs.json().flatten_event(true).with_filter(filter).boxed()
+    } else {
+        logs.with_filter(filter).boxed()
+    };
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(EnvFilter::new("switchboard=info"));
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
+    true
+}
+
+/// Exports the spans queued so far, off the async threads; for a Lambda
+/// function, which is frozen between invocations. Nothing to do without `otel`.
+pub async fn flush() {
+    #[cfg(feature = "otel")]
+    let _ = tokio::task::spawn_blocking(otel::flush).await;
+}
+
+/// Flushes what is still to be exported (the `otel` feature's queued spans);
+/// call once at the end of a command. Nothing to do without `otel`.
+pub fn shutdown() {
+    #[cfg(feature = "otel")]
+    otel::shutdown();
 }

@@ -9,7 +9,9 @@ use tracing::Instrument;
 use crate::actions::{ActionError, Actions, Pipelines};
 use crate::backend::QueueMessage;
 use crate::envelope::Envelope;
+use crate::sync::now_ms;
 use crate::telemetry::Metrics;
+use crate::telemetry::trace::{self, TraceContext};
 
 /// What to do with a message after handling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +107,28 @@ impl Handler {
         let started = Instant::now();
         let span = tracing::info_span!(
             "handle",
+            otel.name = "handle",
+            otel.kind = "consumer",
+            trace_id = tracing::field::Empty,
             group = %msg.group_id,
             message_id = %msg.message_id,
             receive_count = msg.receive_count,
+            queue_wait_ms = tracing::field::Empty,
             id = tracing::field::Empty,
             action = tracing::field::Empty,
         );
+        // The trace the edge started: the time in the queue (from SentTimestamp)
+        // is its next span, and handling continues from there.
+        let now = now_ms();
+        let parent =
+            TraceContext::from_attributes(&msg.attributes).map(|edge| match msg.sent_at_ms {
+                Some(sent) => trace::queue_wait(&edge, sent, now),
+                None => edge,
+            });
+        if let Some(sent) = msg.sent_at_ms {
+            span.record("queue_wait_ms", now.saturating_sub(sent).max(0));
+        }
+        trace::continue_trace(&span, parent.as_ref());
         let (label, outcome) = self.handle_inner(msg).instrument(span.clone()).await;
         self.metrics
             .handle_duration

@@ -18,6 +18,7 @@ use super::lease::Leases;
 use super::{Groups, Handler, Next, Outcome, Submitted, WorkerSettings};
 use crate::backend::{BackendError, MAX_BATCH, OutgoingMessage, Queue, QueueMessage};
 use crate::sync::{lock, now_ms};
+use crate::telemetry::trace::{ATTR_TRACEPARENT, ATTR_TRACESTATE};
 use crate::telemetry::{Health, Metrics};
 
 pub(super) struct Core {
@@ -115,6 +116,12 @@ impl Core {
         attributes.insert("sourceQueue".to_owned(), self.queue.url().to_owned());
         attributes.insert("receiveCount".to_owned(), msg.receive_count.to_string());
         attributes.insert("deadLetteredAt".to_owned(), now_ms().to_string());
+        // The dead letter stays in the message's trace, and so does its replay.
+        for name in [ATTR_TRACEPARENT, ATTR_TRACESTATE] {
+            if let Some(v) = msg.attributes.get(name) {
+                attributes.insert(name.to_owned(), v.clone());
+            }
+        }
         let out = OutgoingMessage {
             body: msg.body.clone(),
             group_id: if msg.group_id.is_empty() {

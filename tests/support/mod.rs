@@ -1,6 +1,6 @@
 //! Shared test support: unique names, polling with a deadline, a test
 //! @connections server, test tokens and the security suite's fixture, the one
-//! test SDK configuration, and
+//! test SDK configuration, (with `otel`) a test OTLP receiver, and
 //! (with `aws-tests`) the moto-backed AWS stack, and (with `lambda`) a Lambda
 //! Runtime API to run the function binaries against.
 #![allow(dead_code)]
@@ -14,6 +14,8 @@ pub mod fixtures;
 pub mod gateway;
 pub mod jwt;
 pub mod ledger;
+#[cfg(feature = "otel")]
+pub mod otlp;
 pub mod process;
 pub mod recorder;
 #[cfg(feature = "lambda")]

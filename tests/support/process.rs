@@ -245,6 +245,11 @@ pub struct DevProc {
 impl DevProc {
     /// Starts `dev` on the state in `dir`; `extra` flags come last.
     pub async fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(dir, extra, &[]).await
+    }
+
+    /// [`DevProc::start`] with `env` set for the process.
+    pub async fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args: Vec<String> = [
             "dev",
             "--data-dir",
@@ -256,7 +261,7 @@ impl DevProc {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Proc::spawn(&args, &[]);
+        let proc = Proc::spawn(&args, env);
         let addr = proc
             .stdout_line(Duration::from_secs(30), "the WebSocket URL", |line| {
                 let url = line.trim().strip_prefix("WebSocket API")?.trim();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName,
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
 };
 
 use super::classify;
@@ -15,6 +15,7 @@ use crate::backend::{
     BackendError, ErrorKind, MAX_BATCH, OutgoingMessage, Queue, QueueInfo, QueueMessage,
     ReceiveRequest, Result,
 };
+use crate::telemetry::trace::{ATTR_TRACEPARENT, TraceContext};
 
 /// One SQS queue, by URL.
 #[derive(Clone, Debug)]
@@ -134,12 +135,20 @@ impl Queue for SqsQueue {
             else {
                 continue;
             };
-            let attributes: BTreeMap<String, String> = m
+            let mut attributes: BTreeMap<String, String> = m
                 .message_attributes()
                 .into_iter()
                 .flatten()
                 .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
                 .collect();
+            // A producer that only set X-Ray's header is continued too.
+            if !attributes.contains_key(ATTR_TRACEPARENT)
+                && let Some(t) = attr(MessageSystemAttributeName::AwsTraceHeader)
+                    .as_deref()
+                    .and_then(TraceContext::from_xray)
+            {
+                attributes.insert(ATTR_TRACEPARENT.to_owned(), t.traceparent());
+            }
             messages.push(QueueMessage {
                 message_id: message_id.to_owned(),
                 receipt_handle: receipt_handle.to_owned(),
@@ -149,6 +158,8 @@ impl Queue for SqsQueue {
                 receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount)
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1),
+                sent_at_ms: attr(MessageSystemAttributeName::SentTimestamp)
+                    .and_then(|t| t.parse().ok()),
                 attributes,
             });
         }
@@ -231,6 +242,18 @@ impl Queue for SqsQueue {
                 .build()
                 .map_err(|e| BackendError::new(ErrorKind::Validation, OP, e.to_string()))?;
             req = req.message_attributes(k, value);
+        }
+        // X-Ray links the queue to the trace through this system attribute.
+        if let Some(t) = TraceContext::from_attributes(&msg.attributes) {
+            let value = MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(t.xray())
+                .build()
+                .map_err(|e| BackendError::new(ErrorKind::Validation, OP, e.to_string()))?;
+            req = req.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                value,
+            );
         }
         let out = req.send().await.map_err(|e| classify(OP, e))?;
         Ok(out.message_id().unwrap_or_default().to_owned())

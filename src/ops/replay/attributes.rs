@@ -98,6 +98,7 @@ mod tests {
             group_id: "room-1".into(),
             dedup_id: Some("orig".into()),
             receive_count: 1,
+            sent_at_ms: None,
             attributes: attrs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

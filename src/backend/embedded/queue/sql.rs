@@ -272,6 +272,7 @@ fn take_from_group(
                 group_id: group.to_owned(),
                 dedup_id: Some(dedup_id),
                 receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                sent_at_ms: Some(sent_at),
                 attributes,
             });
         }
