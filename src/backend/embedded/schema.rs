@@ -19,6 +19,9 @@ const SCHEMA_VERSION: i64 = 1;
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Prepared statements kept per connection: more than the store has.
+const STATEMENT_CACHE: usize = 64;
+
 /// The schema. Every table carries the name of the table or queue it belongs
 /// to, so one file holds any number of them, like one AWS account.
 const SCHEMA: &str = "
@@ -115,6 +118,10 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         None => Connection::open_in_memory().map_err(err)?,
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    // Every statement the store runs stays prepared: rusqlite keeps 16 by
+    // default, fewer than the queue and tables use, and an evicted statement
+    // is parsed and planned again on its next call.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if path.is_some() {
         // One process owns the file: long polls are woken in-process, and
         // messages in flight at open time belong to a consumer that is gone.
