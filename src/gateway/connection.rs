@@ -238,6 +238,9 @@ fn error_close(e: axum::Error) -> Option<CloseReason> {
     }
 }
 
+/// Most frames written to a connection's socket with one flush.
+const WRITE_BATCH: usize = 16;
+
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut outbound: OutboundReceiver,
@@ -261,8 +264,18 @@ async fn write_loop(
         };
         // A client that does not read blocks this send; posts then find the
         // buffer full (429) while other connections carry on.
+        // Frames already waiting go out with this one: one flush (one write
+        // to the socket) for up to `WRITE_BATCH` frames.
+        let send = async {
+            sink.feed(msg).await?;
+            for _ in 1..WRITE_BATCH {
+                let Some(m) = outbound.try_recv() else { break };
+                sink.feed(m).await?;
+            }
+            sink.flush().await
+        };
         tokio::select! {
-            r = sink.send(msg) => if r.is_err() { return; },
+            r = send => if r.is_err() { return; },
             _ = stop.cancelled() => return,
             _ = handle.closing() => {}
         }

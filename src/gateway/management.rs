@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, Utf8Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -55,9 +55,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
             peer,
             stage,
             id,
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+            // `Call` is the handlers' only use of the parts (the body is
+            // extracted apart), so they are moved out, not copied.
+            method: std::mem::take(&mut parts.method),
+            uri: std::mem::take(&mut parts.uri),
+            headers: std::mem::take(&mut parts.headers),
             local: parts.extensions.get::<LocalAddr>().map(|l| l.0),
         })
     }
@@ -219,8 +221,9 @@ async fn post_inner(gw: &Gateway, call: &Call, body: Body) -> Response {
     let Some(handle) = gw.inner.registry.get(id) else {
         return gone(id);
     };
-    let frame = match std::str::from_utf8(&data) {
-        Ok(text) => Message::text(text),
+    // The body's bytes become the frame as they are (UTF-8 is checked, not copied).
+    let frame = match Utf8Bytes::try_from(data.clone()) {
+        Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(data),
     };
     match handle.post(frame) {

@@ -296,23 +296,32 @@ impl OutboundReceiver {
             let ready = self.0.ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            {
-                let mut q = crate::sync::lock(&self.0.queue);
-                if let Some(m) = q.frames.pop_front() {
-                    if q.frames.is_empty() {
-                        // Give the buffer back: an idle connection keeps none.
-                        q.frames = VecDeque::new();
-                    }
-                    drop(q);
-                    self.0.room.notify_one();
-                    return Some(m);
-                }
-                if q.closed {
-                    return None;
-                }
+            match self.pop() {
+                Ok(m) => return Some(m),
+                Err(true) => return None,
+                Err(false) => ready.await,
             }
-            ready.await;
         }
+    }
+
+    /// The next frame if one is waiting now.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.pop().ok()
+    }
+
+    /// Takes the oldest frame; `Err(closed)` when there is none.
+    fn pop(&self) -> Result<Message, bool> {
+        let mut q = crate::sync::lock(&self.0.queue);
+        let Some(m) = q.frames.pop_front() else {
+            return Err(q.closed);
+        };
+        if q.frames.is_empty() {
+            // Give the buffer back: an idle connection keeps none.
+            q.frames = VecDeque::new();
+        }
+        drop(q);
+        self.0.room.notify_one();
+        Ok(m)
     }
 }
 

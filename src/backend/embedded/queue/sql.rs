@@ -119,7 +119,9 @@ pub(super) fn receive_tx(
     let mut skip: HashSet<String> = {
         let mut s = conn
             .prepare_cached(
-                "SELECT DISTINCT group_id FROM queue_messages
+                // Not DISTINCT: the set removes repeats, and SQLite would
+                // build and drop a temporary b-tree for them on every receive.
+                "SELECT group_id FROM queue_messages
                  WHERE queue = ?1 AND invisible_until_ms > ?2",
             )
             .map_err(sql)?;
