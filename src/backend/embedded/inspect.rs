@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::EmbeddedStore;
 use super::error::sql_error;
-use super::queue::queue_name;
+use super::queue::{depth, queue_name};
+use super::tables::{CONNECTION_COLUMNS, connection_of};
 use crate::backend::{BackendError, Connection, ErrorKind, Result};
 
 /// How many messages a queue holds, as SQS's `ApproximateNumberOf*` report it.
@@ -84,16 +85,7 @@ impl EmbeddedStore {
         self.db
             .call(OP, move |conn| {
                 let sql = |e| sql_error(OP, e);
-                let (visible, in_flight): (i64, i64) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
-                                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
-                         FROM queue_messages WHERE queue = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    })
-                    .map_err(sql)?;
+                let (visible, in_flight) = depth(conn, &name, now).map_err(sql)?;
                 let busiest_groups = conn
                     .prepare_cached(
                         "SELECT group_id, COUNT(*) AS n FROM queue_messages WHERE queue = ?1
@@ -242,26 +234,14 @@ impl EmbeddedStore {
         let now = self.db.clock.now_ms().div_euclid(1000);
         self.db
             .call(OP, move |conn| {
-                conn.prepare_cached(
-                    "SELECT connection_id, session_id, user_id, connected_at, expires_at,
-                            domain_name, stage, source_ip
+                conn.prepare_cached(&format!(
+                    "SELECT {CONNECTION_COLUMNS}
                      FROM connections WHERE tbl = ?1 AND expires_at >= ?2
-                     ORDER BY connection_id LIMIT ?3",
-                )
+                     ORDER BY connection_id LIMIT ?3"
+                ))
                 .and_then(|mut s| {
-                    s.query_map(params![table, now, limit as i64], |r| {
-                        Ok(Connection {
-                            connection_id: r.get(0)?,
-                            session_id: r.get(1)?,
-                            user_id: r.get(2)?,
-                            connected_at: r.get(3)?,
-                            expires_at: r.get(4)?,
-                            domain_name: r.get(5)?,
-                            stage: r.get(6)?,
-                            source_ip: r.get(7)?,
-                        })
-                    })?
-                    .collect()
+                    s.query_map(params![table, now, limit as i64], connection_of)?
+                        .collect()
                 })
                 .map_err(|e| sql_error(OP, e))
             })

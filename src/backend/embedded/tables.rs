@@ -44,10 +44,10 @@ pub struct EmbeddedConnections {
     page_size: u32,
 }
 
-const CONNECTION_COLUMNS: &str =
+pub(super) const CONNECTION_COLUMNS: &str =
     "connection_id, session_id, user_id, connected_at, expires_at, domain_name, stage, source_ip";
 
-fn connection_of(r: &Row<'_>) -> rusqlite::Result<Connection> {
+pub(super) fn connection_of(r: &Row<'_>) -> rusqlite::Result<Connection> {
     Ok(Connection {
         connection_id: r.get(0)?,
         session_id: r.get(1)?,

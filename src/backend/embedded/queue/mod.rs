@@ -23,6 +23,7 @@ pub(super) use checks::queue_name;
 use checks::{check_batch, check_message, sqs_chars};
 pub use settings::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
 use settings::{MAX_VISIBILITY, MAX_WAIT, invalid, ms};
+pub(super) use sql::depth;
 use sql::{Received, change_one, check_handle, load, receive_tx, send_tx};
 
 /// One embedded FIFO queue. Cheap to clone; all handles to one queue share
@@ -294,16 +295,8 @@ impl Queue for EmbeddedQueue {
         self.db
             .call(OP, move |conn| {
                 let q = load(conn, OP, &name)?;
-                let (visible, in_flight): (i64, i64) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
-                                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
-                         FROM queue_messages WHERE queue = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))
-                    })
-                    .map_err(|e| sql_error(OP, e))?;
+                let (visible, in_flight) =
+                    sql::depth(conn, &name, now).map_err(|e| sql_error(OP, e))?;
                 Ok(QueueInfo {
                     fifo: true,
                     visibility_timeout: Duration::from_millis(

@@ -426,6 +426,20 @@ pub(super) fn send_tx(
     Ok((id, true))
 }
 
+/// How many messages of queue `name` are visible and how many in flight at `now`.
+pub(in crate::backend::embedded) fn depth(
+    conn: &Connection,
+    name: &str,
+    now: i64,
+) -> rusqlite::Result<(i64, i64)> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
+                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
+         FROM queue_messages WHERE queue = ?1",
+    )
+    .and_then(|mut s| s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::new_message_id;
