@@ -168,6 +168,8 @@ impl WorkerConfig {
                 history_default: args.history_limit,
                 history_max: args.history_max,
                 retention: args.message_retention,
+                resume_max: args.resume_max,
+                presence_events: args.presence_events,
                 ..ActionSettings::default()
             },
             pipelines,

@@ -27,7 +27,7 @@ pub const CONNECTIONS_TABLE: &str = "SWITCHBOARD_CONNECTIONS_TABLE";
 /// The inbound FIFO queue's URL (send; required).
 pub const QUEUE_URL: &str = "SWITCHBOARD_QUEUE_URL";
 /// The custom route keys `$default` lists to clients (default), comma-separated;
-/// default `sendMessage,history,direct`.
+/// default `sendMessage,history,direct,resume,presence`.
 pub const ACTIONS: &str = "SWITCHBOARD_ACTIONS";
 
 /// The authorizer's variables and configuration.

@@ -13,8 +13,13 @@ use crate::backend::{BackendError, ErrorKind, Result};
 /// `queue_dedup` rows' lifetime (set by sends, repaired at open, swept after).
 pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// Version of the schema below, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema below, kept in `PRAGMA user_version`. 2 added
+/// sequence numbers (`stored_messages.seq`, `message_seqs`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// From schema 1 to 2, run before [`SCHEMA`] on a file written by version 1
+/// (whose `stored_messages` already exists without `seq`).
+const MIGRATE_1_TO_2: &str = "ALTER TABLE stored_messages ADD COLUMN seq INTEGER;";
 
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -90,9 +95,21 @@ CREATE TABLE IF NOT EXISTS stored_messages (
     received_at INTEGER NOT NULL,
     payload TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
+    seq INTEGER,
     PRIMARY KEY (tbl, session_id, sk)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS stored_messages_expiry ON stored_messages (expires_at);
+CREATE INDEX IF NOT EXISTS stored_messages_by_seq ON stored_messages (tbl, session_id, seq)
+    WHERE seq IS NOT NULL;
+
+-- The last seq assigned per session (DynamoDB: the `~seq` counter item). Never
+-- swept: a seq is never handed out twice, even after every message expired.
+CREATE TABLE IF NOT EXISTS message_seqs (
+    tbl TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (tbl, session_id)
+) STRICT, WITHOUT ROWID;
 ";
 
 pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connection> {
@@ -148,8 +165,9 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
             ),
         ));
     }
+    let upgrade = if version == 1 { MIGRATE_1_TO_2 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(err)?;
     recover(&conn, now_ms).map_err(err)?;

@@ -81,7 +81,7 @@ fn edge_functions_read_their_table_and_queue() {
     assert_eq!(c.connections_table, None);
     assert_eq!(
         c.settings.known_actions,
-        ["sendMessage", "history", "direct"]
+        ["sendMessage", "history", "direct", "resume", "presence"]
     );
     let c = edge(Function::Default, &[(ACTIONS, " sendMessage , typing,,")]).unwrap();
     assert_eq!(c.settings.known_actions, ["sendMessage", "typing"]);
