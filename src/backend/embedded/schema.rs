@@ -224,3 +224,56 @@ pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
         dedup_entries: run("DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", now_ms)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_gains_sequence_numbers_and_keeps_its_messages() {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-schema-{}-{}",
+            std::process::id(),
+            crate::sync::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.sqlite3");
+        {
+            // stored_messages as schema 1 made it, with one message.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE stored_messages (
+                    tbl TEXT NOT NULL, session_id TEXT NOT NULL, sk TEXT NOT NULL,
+                    id TEXT NOT NULL, action TEXT NOT NULL, sender TEXT NOT NULL,
+                    received_at INTEGER NOT NULL, payload TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL, PRIMARY KEY (tbl, session_id, sk)) STRICT;
+                 INSERT INTO stored_messages VALUES
+                    ('t', 's', '0000000000001#a', 'a', 'sendMessage', '{\"connectionId\":\"c\"}', 1, 'null', 99);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let c = open_blocking(Some(&path), 0).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let (id, seq): (String, Option<i64>) = c
+            .query_row("SELECT id, seq FROM stored_messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), seq), ("a", None), "kept, without a seq");
+        c.execute("INSERT INTO message_seqs VALUES ('t', 's', 1)", [])
+            .unwrap();
+        drop(c);
+        // Opening again is a no-op.
+        let c = open_blocking(Some(&path), 0).unwrap();
+        let last: i64 = c
+            .query_row("SELECT last FROM message_seqs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 1);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
