@@ -34,7 +34,7 @@ pub struct GatewayArgs {
 
     /// on|off: $connect/$disconnect also put a $join/$leave event in the
     /// session's FIFO group (the worker announces it to the other members).
-    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub presence_events: bool,
 }
 
@@ -70,6 +70,6 @@ pub struct DevArgs {
 
     /// on|off: members get join/leave frames when others connect and
     /// disconnect (presence events; see docs/envelope.md for their cost).
-    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub presence_events: bool,
 }

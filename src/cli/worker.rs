@@ -116,7 +116,7 @@ pub struct WorkerArgs {
     /// on|off: announce $join/$leave events from the edge to the session's
     /// other members; off drops them (counted in
     /// switchboard_presence_events_total{outcome="off"}).
-    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off)]
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub presence_events: bool,
 
     /// Items per connections Query page; default DynamoDB's 1 MB pages.
