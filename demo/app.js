@@ -1,7 +1,9 @@
 // Switchboard demo client: plain WebSocket API, no build step.
-// Joins a session (ws://host/{stage}?session=...), asks for history on open,
-// shows live messages, drops duplicates by id (delivery is at-least-once),
-// and reconnects with exponential backoff and jitter.
+// Joins a session (ws://host/{stage}?session=...), asks for history on the
+// first open and resumes from the last seq it holds on every reconnect (so
+// no message is missed, and a gap is reported), shows live messages and who
+// is online (presence, join/leave), drops duplicates by id (delivery is
+// at-least-once), and reconnects with exponential backoff and jitter.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -11,6 +13,7 @@ const ui = {
   status: $("status"), join: $("join"), session: $("session"), name: $("name"),
   joinButton: $("join-button"), leave: $("leave-button"), messages: $("messages"),
   compose: $("compose"), text: $("text"), send: $("send"), wsUrl: $("ws-url"),
+  notice: $("notice"), members: $("member-list"), memberCount: $("member-count"),
 };
 
 ui.session.value = params.get("session") || localStorage.getItem("switchboard.session") || "lobby";
@@ -21,6 +24,10 @@ let wanted = false;       // the user wants to be connected
 let attempt = 0;          // reconnect attempts since the last open
 let reconnectTimer = null;
 const seen = new Set();   // message ids already shown
+let lastSeq = 0;          // the highest seq held: where a resume starts
+let joined = false;       // history was asked for once in this session
+let recovery = null;      // the resume under way: {count, complete}
+const members = new Map(); // connectionId -> {userId, connectedAt}
 
 function setStatus(state, text) {
   ui.status.className = "status " + state;
@@ -44,7 +51,8 @@ function who(frame) {
 }
 
 function show(frame, kind) {
-  if (frame.id && seen.has(frame.id)) return;   // a redelivery
+  if (typeof frame.seq === "number" && frame.seq > lastSeq) lastSeq = frame.seq;
+  if (frame.id && seen.has(frame.id)) return false;   // a redelivery
   if (frame.id) seen.add(frame.id);
   const li = document.createElement("li");
   li.className = "message " + kind;
@@ -62,6 +70,54 @@ function show(frame, kind) {
   li.append(whoEl, textEl, when);
   ui.messages.append(li);
   ui.messages.parentElement.scrollTop = ui.messages.parentElement.scrollHeight;
+  return true;
+}
+
+function notify(text, kind) {
+  ui.notice.textContent = text;
+  ui.notice.dataset.kind = kind;
+  const li = document.createElement("li");
+  li.className = "notice " + kind;
+  li.textContent = text;
+  ui.messages.append(li);
+}
+
+function send(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+}
+
+function renderMembers() {
+  ui.memberCount.textContent = String(members.size);
+  ui.members.replaceChildren(...[...members].map(([id, m]) => {
+    const li = document.createElement("li");
+    li.dataset.connectionId = id;
+    li.textContent = m.userId || id.slice(0, 6);
+    return li;
+  }));
+}
+
+function onResumed(frame) {
+  for (const m of frame.messages) {
+    if (show(m, "resumed")) recovery.count += 1;
+  }
+  if (!frame.complete) recovery.complete = false;
+  // Cut to fit one WebSocket message: continue from the last seq received.
+  if (frame.more) return send({ action: "resume", data: { since: lastSeq } });
+  const n = recovery.count;
+  notify(`reconnected — ${n} missed message${n === 1 ? "" : "s"} recovered`, "recovered");
+  if (!recovery.complete) notify("some older messages are no longer available", "gap");
+  recovery = null;
+}
+
+function onPresenceEvent(frame) {
+  if (frame.type === "join") {
+    members.set(frame.connectionId, { userId: frame.userId, connectedAt: frame.at });
+  } else {
+    members.delete(frame.connectionId);
+  }
+  renderMembers();
+  const name = frame.userId || frame.connectionId.slice(0, 6);
+  notify(`${name} ${frame.type === "join" ? "joined" : "left"}`, frame.type);
 }
 
 function showError(text) {
@@ -77,7 +133,20 @@ function onFrame(event) {
   switch (frame.type) {
     case "message": return show(frame, "live");
     case "history": return frame.messages.forEach((m) => show(m, "history"));
-    case "error": return showError(`${frame.code}: ${frame.message}`);
+    case "resumed": return recovery ? onResumed(frame) : undefined;
+    case "presence":
+      members.clear();
+      frame.members.forEach((m) => members.set(m.connectionId, m));
+      return renderMembers();
+    case "join": case "leave": return onPresenceEvent(frame);
+    case "error":
+      if (recovery && frame.code === "bad_request") {
+        // The store no longer knows our seq (it was reset): start over.
+        recovery = null;
+        lastSeq = 0;
+        return send({ action: "history", data: { limit: 50 } });
+      }
+      return showError(`${frame.code}: ${frame.message}`);
     default:
       if (frame.message) return showError(frame.message);   // API Gateway's own frames
   }
@@ -94,7 +163,15 @@ function connect() {
   ws.onopen = () => {
     attempt = 0;
     setStatus("open", `connected to ${session}`);
-    ws.send(JSON.stringify({ action: "history", data: { limit: 50 } }));
+    if (joined) {
+      // A reconnect: exactly what was missed, then the live stream.
+      recovery = { count: 0, complete: true };
+      ws.send(JSON.stringify({ action: "resume", data: { since: lastSeq } }));
+    } else {
+      joined = true;
+      ws.send(JSON.stringify({ action: "history", data: { limit: 50 } }));
+    }
+    ws.send(JSON.stringify({ action: "presence" }));
   };
   ws.onmessage = onFrame;
   ws.onclose = (e) => {
@@ -117,6 +194,10 @@ ui.join.addEventListener("submit", (e) => {
   if (socket) { wanted = false; socket.close(1000); }
   ui.messages.replaceChildren();
   seen.clear();
+  lastSeq = 0;
+  joined = false;
+  members.clear();
+  renderMembers();
   wanted = true;
   attempt = 0;
   ui.leave.disabled = false;

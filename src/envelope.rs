@@ -216,6 +216,10 @@ pub struct MessageFrame {
     pub id: String,
     /// Session the message belongs to.
     pub session_id: String,
+    /// The session's sequence number of a stored message (absent when the
+    /// route does not store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Route key it was sent with (`sendMessage`, `direct`, ...).
     pub action: String,
     /// Sender.
@@ -241,6 +245,7 @@ impl MessageFrame {
             kind: "message".into(),
             id: id.into(),
             session_id: session_id.into(),
+            seq: None,
             action: action.into(),
             from: FrameSender {
                 user_id: sender.user_id.clone(),
@@ -249,6 +254,12 @@ impl MessageFrame {
             sent_at,
             payload: payload.clone(),
         }
+    }
+
+    /// The frame with sequence number `seq`.
+    pub fn with_seq(mut self, seq: Option<u64>) -> Self {
+        self.seq = seq;
+        self
     }
 
     /// The frame for an envelope.
@@ -322,6 +333,133 @@ impl HistoryFrame {
         Ok((frame, bytes))
     }
 }
+
+/// `{"type":"resumed",...}`: the stored messages after a client's last `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedFrame {
+    /// Always `"resumed"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Id of the `resume` request this answers.
+    pub id: String,
+    /// Session.
+    pub session_id: String,
+    /// The `since` of the request.
+    pub since: u64,
+    /// The session's last `seq` when the request ran: the live stream goes on
+    /// after it.
+    pub last: u64,
+    /// Messages with `seq` above `since`, oldest first.
+    pub messages: Vec<MessageFrame>,
+    /// The reply was cut to fit one WebSocket message: resume again from the
+    /// last `seq` received.
+    pub more: bool,
+    /// False when some requested messages no longer exist (retention, TTL, or
+    /// further back than the worker's `--resume-max`): a gap the client
+    /// cannot fill.
+    pub complete: bool,
+}
+
+impl ResumedFrame {
+    /// The frame for `messages` (oldest first, contiguous from the start),
+    /// encoded in at most `max` bytes: the oldest messages that fit are kept
+    /// (so the client can continue from the last one); `more` when some were
+    /// left for the next request. Leading messages too large to fit even
+    /// alone are left out and make the reply not `complete`.
+    pub fn fitting(
+        mut self,
+        messages: Vec<MessageFrame>,
+        max: usize,
+    ) -> Result<(Self, Vec<u8>), serde_json::Error> {
+        self.messages = Vec::new();
+        let mut used = serde_json::to_vec(&self)?.len();
+        let total = messages.len();
+        let mut skipped = 0;
+        for m in messages {
+            let len = serde_json::to_vec(&m)?.len() + 1;
+            if used + len > max {
+                if self.messages.is_empty() {
+                    // Cannot fit even alone (within a few hundred bytes of
+                    // the limit): a gap, so the client does not ask for it
+                    // forever.
+                    skipped += 1;
+                    self.complete = false;
+                    continue;
+                }
+                break;
+            }
+            used += len;
+            self.messages.push(m);
+        }
+        self.more = self.messages.len() + skipped < total;
+        let bytes = serde_json::to_vec(&self)?;
+        debug_assert!(bytes.len() <= max);
+        Ok((self, bytes))
+    }
+}
+
+/// One member in a `presence` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Its connection.
+    pub connection_id: String,
+    /// Its user, when authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// When it connected, epoch ms.
+    pub connected_at: i64,
+}
+
+/// `{"type":"presence",...}`: who is in the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceFrame {
+    /// Always `"presence"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Id of the `presence` request this answers.
+    pub id: String,
+    /// Session.
+    pub session_id: String,
+    /// Exact number of connections in the session.
+    pub count: u64,
+    /// At most [`PresenceFrame::MAX_MEMBERS`] of them.
+    pub members: Vec<Member>,
+}
+
+impl PresenceFrame {
+    /// Most members listed in one frame.
+    pub const MAX_MEMBERS: usize = 100;
+}
+
+/// `{"type":"join"|"leave",...}`: a member came or went (presence events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEventFrame {
+    /// `"join"` or `"leave"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Session.
+    pub session_id: String,
+    /// The connection that joined or left.
+    pub connection_id: String,
+    /// Its user, when authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// When, epoch ms (the `$connect` / `$disconnect` event's time).
+    pub at: i64,
+}
+
+/// The custom route keys of a Switchboard API by default (gateway config,
+/// handlers, Lambda functions); the worker's default pipelines cover them.
+pub const DEFAULT_ACTIONS: [&str; 5] = ["sendMessage", "history", "direct", "resume", "presence"];
+
+/// The envelope action the edge gives a join event.
+pub const JOIN_ACTION: &str = "$join";
+/// The envelope action the edge gives a leave event.
+pub const LEAVE_ACTION: &str = "$leave";
 
 /// `{"type":"error",...}`: tells the sender its message could not be handled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,6 +630,7 @@ mod tests {
             kind: "message".into(),
             id: id.into(),
             session_id: "s".into(),
+            seq: None,
             action: "sendMessage".into(),
             from: FrameSender {
                 user_id: None,

@@ -17,9 +17,9 @@
 //!   SQLite queue and tables `dev` runs on).
 //! - [`worker`]: the FIFO consumer: pollers, per-group scheduler, visibility
 //!   heartbeat, batched deletes, dead-lettering, graceful drain.
-//! - [`actions`]: the steps a message runs, one file each (store, broadcast,
-//!   direct, reply, history), the pipelines, and the fan-out with retries and
-//!   410 pruning.
+//! - [`actions`]: the steps a message runs, one file each (store with the
+//!   session's `seq`, broadcast, direct, reply, history, resume, presence and
+//!   announce), the pipelines, and the fan-out with retries and 410 pruning.
 //! - [`ops`]: operator commands (`migrate` in its DynamoDB and SQS halves,
 //!   `replay-dlq`, `healthcheck`), below [`app`].
 //! - [`migrations`]: the table and queue definitions of `migrations/*.json`,

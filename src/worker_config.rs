@@ -168,6 +168,8 @@ impl WorkerConfig {
                 history_default: args.history_limit,
                 history_max: args.history_max,
                 retention: args.message_retention,
+                resume_max: args.resume_max,
+                presence_events: args.presence_events,
                 ..ActionSettings::default()
             },
             pipelines,
@@ -219,6 +221,36 @@ mod tests {
         assert_eq!(local.fanout_concurrency, flags.fanout_concurrency);
         assert_eq!(local.actions.history_default, flags.actions.history_default);
         assert_eq!(local.actions.retention, flags.actions.retention);
+    }
+
+    #[test]
+    fn presence_events_and_resume_max_flags() {
+        let c = worker(&[]).unwrap();
+        assert!(c.actions.presence_events, "on by default");
+        assert_eq!(c.actions.resume_max, 1000);
+        let c = worker(&["--presence-events", "off", "--resume-max", "50"]).unwrap();
+        assert!(!c.actions.presence_events);
+        assert_eq!(c.actions.resume_max, 50);
+        assert!(
+            worker(&["--presence-events", "on"])
+                .unwrap()
+                .actions
+                .presence_events
+        );
+        let argv = [
+            "switchboard",
+            "worker",
+            "--queue-url",
+            "https://sqs.x/1/q.fifo",
+            "--presence-events",
+            "maybe",
+        ];
+        let e = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(e.contains("not on or off"), "{e}");
+        for cmd in ["dev", "gateway"] {
+            let argv = ["switchboard", cmd, "--presence-events", "off"];
+            assert!(Cli::try_parse_from(argv).is_ok(), "{cmd}");
+        }
     }
 
     #[test]

@@ -85,6 +85,9 @@ async fn the_console_api_shows_traffic_and_replays_dead_letters_in_order() {
     assert_eq!(session["members"], 2);
     let history = console.get(&format!("/sessions/{room}/history")).await;
     assert_eq!(history["messages"][0]["payload"]["text"], "hello");
+    // The session's first stored message: seq 1, also shown as the last seq.
+    assert_eq!(history["messages"][0]["seq"], 1);
+    assert_eq!(history["lastSeq"], 1);
 
     // A real poison: `direct` without `data.to` is dead-lettered by the worker.
     {

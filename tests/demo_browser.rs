@@ -1,6 +1,8 @@
 //! The demo page of `switchboard dev` in headless Chromium: two pages in one
 //! session exchange a message, a third joining later gets it as history, and
-//! a page of another session sees nothing. Checked through the DOM.
+//! a page of another session sees nothing; members online and join/leave; a
+//! page that loses its connection recovers what it missed with `resume` and
+//! says so. Checked through the DOM.
 #![cfg(feature = "browser-tests")]
 
 mod support;
@@ -39,7 +41,11 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = DevConfig {
-        gateway: GatewayConfig::default(),
+        gateway: GatewayConfig {
+            // As `switchboard dev` runs by default.
+            presence_events: true,
+            ..GatewayConfig::default()
+        },
         pipelines: Default::default(),
     };
     let dev = tokio::spawn(run_dev(
@@ -113,6 +119,73 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
         .eval(&carol, &texts("#messages li.message .text"))
         .await;
     assert_eq!(carol_texts, serde_json::json!([]));
+
+    // Members online: alice lists bob, dave and herself, and saw bob and dave join.
+    browser
+        .wait_for(
+            &alice,
+            "document.getElementById('member-count').textContent === '3' && \
+             document.querySelectorAll('#messages li.notice.join').length === 2",
+            DEADLINE,
+            "alice lists 3 members and saw bob and dave join",
+        )
+        .await;
+
+    // Bob's connection drops (the page's own close, reconnect held back);
+    // meanwhile alice sends 12 messages; bob reconnects and resumes them.
+    browser
+        .eval(&bob, "wanted = false; socket.close(); true")
+        .await;
+    browser
+        .wait_for(
+            &alice,
+            "document.querySelectorAll('#messages li.notice.leave').length === 1 && \
+             document.getElementById('member-count').textContent === '2'",
+            DEADLINE,
+            "alice sees bob leave",
+        )
+        .await;
+    for i in 0..12 {
+        browser
+            .eval(
+                &alice,
+                &format!(
+                    "document.getElementById('text').value = 'missed {i}'; \
+                     document.getElementById('compose').requestSubmit(); true"
+                ),
+            )
+            .await;
+    }
+    browser
+        .wait_for(
+            &alice,
+            &format!(
+                "{}.includes('missed 11')",
+                texts("#messages li.message .text")
+            ),
+            DEADLINE,
+            "alice's 12 messages are through",
+        )
+        .await;
+    browser.eval(&bob, "wanted = true; connect(); true").await;
+    browser
+        .wait_for(
+            &bob,
+            "document.getElementById('notice').textContent === \
+             'reconnected — 12 missed messages recovered'",
+            DEADLINE,
+            "bob's page says what it recovered",
+        )
+        .await;
+    let want: Vec<String> = (0..12).map(|i| format!("missed {i}")).collect();
+    let got = browser
+        .eval(&bob, &texts("#messages li.message.resumed .text"))
+        .await;
+    assert_eq!(got, serde_json::json!(want), "recovered in order");
+    let all = browser
+        .eval(&bob, &texts("#messages li.message .text"))
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 14, "no duplicate: {all}");
 
     browser.close().await;
     let _ = stop.send(());

@@ -377,6 +377,8 @@ fn websocket_api_routes_and_lambda_functions_are_wired() {
             "$disconnect",
             "direct",
             "history",
+            "presence",
+            "resume",
             "sendMessage"
         ]
         .map(String::from)
@@ -628,7 +630,8 @@ fn each_function_gets_exactly_the_environment_and_permissions_its_binary_reads()
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
             ]),
-            set(&[]),
+            // Presence events ($join / $leave) go to the queue.
+            set(&["sqs:SendMessage"]),
         ),
         (
             "DisconnectFunction",
@@ -637,7 +640,8 @@ fn each_function_gets_exactly_the_environment_and_permissions_its_binary_reads()
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
             ]),
-            set(&[]),
+            // Presence events ($join / $leave) go to the queue.
+            set(&["sqs:SendMessage"]),
         ),
         (
             "SendFunction",

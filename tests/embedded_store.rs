@@ -50,6 +50,7 @@ fn stored(session: &str, id: &str, received_at: i64, expires_at: i64) -> StoredM
         position: Position::at(received_at),
         payload: json!({ "text": id, "nested": [1, null, "ü"] }),
         expires_at,
+        seq: None,
     }
 }
 

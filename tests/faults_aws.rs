@@ -1,5 +1,5 @@
 //! Fault suite, AWS throttling: a fault-injecting proxy between the worker's
-//! SDK clients and moto answers DynamoDB `Query` and `PutItem`, and SQS
+//! SDK clients and moto answers DynamoDB `Query` and `TransactWriteItems` (the store), and SQS
 //! `ReceiveMessage` and `DeleteMessageBatch`, with throttling errors, the way
 //! AWS sheds load. The worker backs off (the poller, the message's visibility,
 //! the delete batch) and loses nothing: every message reaches every member,
@@ -31,7 +31,13 @@ const FAULTS: &[(&str, u16, &str, u32)] = &[
         "ProvisionedThroughputExceededException",
         6,
     ),
-    ("DynamoDB_20120810.PutItem", 400, "ThrottlingException", 6),
+    // The store step: message + seq counter in one transaction.
+    (
+        "DynamoDB_20120810.TransactWriteItems",
+        400,
+        "ThrottlingException",
+        6,
+    ),
     ("AmazonSQS.ReceiveMessage", 400, "RequestThrottled", 4),
     (
         "AmazonSQS.DeleteMessageBatch",

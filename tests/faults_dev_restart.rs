@@ -54,7 +54,9 @@ async fn kill_9_of_dev_keeps_queued_messages_and_connection_records() {
     let per_session = env_or("FAULTS_DEV_PER_SESSION", if heavy() { 2000 } else { 150 });
     let listeners = 20;
     let dir = TempDir::new("faults-dev-kill9");
-    let dev = DevProc::start(dir.path(), &[]).await;
+    // Presence events off: the counts below are of the sessions' messages
+    // only (join/leave across a crash are in tests/sessions_faults.rs).
+    let dev = DevProc::start(dir.path(), &["--presence-events", "off"]).await;
 
     // Per session: one sender and `listeners` members, all reading.
     let mut senders = Vec::new();
@@ -124,7 +126,7 @@ async fn kill_9_of_dev_keeps_queued_messages_and_connection_records() {
 
     // Restart on the same directory; one new member per session, who then
     // sends a marker: when it comes back, its session's backlog is done.
-    let dev = DevProc::start(dir.path(), &[]).await;
+    let dev = DevProc::start(dir.path(), &["--presence-events", "off"]).await;
     let back_up = killed.elapsed();
     let mut fresh = Vec::new();
     for s in SESSIONS {

@@ -86,7 +86,10 @@ async fn members_of_a_session_receive_its_messages_and_no_one_else_does() {
     let err = next_frame(&mut a2).await;
     assert_eq!(err["type"], "error");
     assert_eq!(err["code"], "unknown_route");
-    assert_eq!(err["actions"], json!(["direct", "history", "sendMessage"]));
+    assert_eq!(
+        err["actions"],
+        json!(["direct", "history", "presence", "resume", "sendMessage"])
+    );
 
     // history goes through the queue and the worker to the sender only.
     send(&mut a2, r#"{"action":"history"}"#).await;

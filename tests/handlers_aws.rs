@@ -234,7 +234,7 @@ async fn default_lists_the_known_actions() {
     assert_eq!(frame["id"], "CjQoAFlLDoEFd9A=");
     assert_eq!(
         frame["actions"],
-        json!(["sendMessage", "history", "direct"])
+        json!(["sendMessage", "history", "direct", "resume", "presence"])
     );
     assert!(
         frame["message"]

@@ -317,6 +317,57 @@ mod on_moto {
         );
     }
 
+    /// As the template configures them: connect and disconnect also get the
+    /// queue, and put `$join` / `$leave` in the session's group.
+    #[tokio::test]
+    async fn connect_and_disconnect_with_the_queue_enqueue_join_and_leave() {
+        let backend = aws::backend().await;
+        let stack = aws::migrated_stack(&backend, "lpres").await;
+        let vars = [
+            (
+                config::CONNECTIONS_TABLE,
+                stack.names.connections_table.as_str(),
+            ),
+            (config::QUEUE_URL, stack.queue_url.as_str()),
+            (config::PRESENCE_EVENTS, "on"),
+        ];
+        let connect_fn = handlers(&backend, Function::Connect, &vars);
+        let disconnect_fn = handlers(&backend, Function::Disconnect, &vars);
+        let connect = fresh(CONNECT);
+        let id = connect["requestContext"]["connectionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = lambda::edge(&connect_fn, HandlerKind::Connect, invocation(&connect))
+            .await
+            .unwrap();
+        assert_eq!(r.status_code, 200);
+        let disconnect: Value = serde_json::from_str(DISCONNECT).unwrap();
+        let r = lambda::edge(
+            &disconnect_fn,
+            HandlerKind::Disconnect,
+            invocation(&disconnect),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status_code, 200);
+        let queued = peek_all(&backend, &stack.queue_url).await;
+        let events: Vec<(String, String, String)> = queued
+            .iter()
+            .map(|m| {
+                let env = Envelope::parse(m.body().unwrap()).expect("envelope v1");
+                (env.action, env.session_id, env.sender.connection_id)
+            })
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("$join".to_owned(), "room1".to_owned(), id.clone()),
+                ("$leave".to_owned(), "room1".to_owned(), id.clone()),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn a_function_wired_to_the_wrong_route_refuses_and_writes_nothing() {
         let backend = aws::backend().await;

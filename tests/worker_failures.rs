@@ -151,7 +151,7 @@ async fn a_retriable_store_failure_keeps_the_message_and_its_group_until_it_succ
     connect_all(&conns, "room", &["a".to_owned()]).await;
     // Two handles' worth of failures (2 SDK attempts each).
     proxy.inject(
-        "DynamoDB_20120810.PutItem",
+        "DynamoDB_20120810.TransactWriteItems",
         Fault {
             status: 500,
             error_type: "InternalServerError",
@@ -218,7 +218,7 @@ async fn a_retriable_store_failure_keeps_the_message_and_its_group_until_it_succ
             .await,
         2.0
     );
-    assert!(proxy.seen("DynamoDB_20120810.PutItem") >= 6);
+    assert!(proxy.seen("DynamoDB_20120810.TransactWriteItems") >= 6);
     let stored = direct
         .messages(&stack.names.messages_table)
         .latest("room", 10)

@@ -8,10 +8,11 @@ impl Actions {
     pub(super) async fn broadcast(
         &self,
         env: &Envelope,
+        seq: Option<u64>,
         exclude_sender: bool,
     ) -> Result<(), ActionError> {
         let endpoint = self.require_endpoint(env)?;
-        let frame = encode(&MessageFrame::from_envelope(env))?;
+        let frame = encode(&MessageFrame::from_envelope(env).with_seq(seq))?;
         let exclude = exclude_sender.then_some(env.sender.connection_id.as_str());
         let report = self
             .fanout

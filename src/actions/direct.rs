@@ -10,10 +10,10 @@ use crate::envelope::{Envelope, MessageFrame};
 use super::{ActionError, Actions, encode, log_report};
 
 impl Actions {
-    pub(super) async fn direct(&self, env: &Envelope) -> Result<(), ActionError> {
+    pub(super) async fn direct(&self, env: &Envelope, seq: Option<u64>) -> Result<(), ActionError> {
         let endpoint = self.require_endpoint(env)?;
         let targets = DirectTargets::from_payload(&env.payload, self.settings.max_direct_targets)?;
-        let frame = encode(&MessageFrame::from_envelope(env))?;
+        let frame = encode(&MessageFrame::from_envelope(env).with_seq(seq))?;
         let mut recipients: BTreeMap<String, Connection> = BTreeMap::new();
         for user in &targets.user_ids {
             let mut cursor = None;

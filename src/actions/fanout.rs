@@ -211,6 +211,11 @@ impl Fanout {
         &self.connections
     }
 
+    /// The metrics it counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// To every connection of `session_id` except `exclude`. Pages of the
     /// session's connections are read one ahead while earlier recipients are
     /// being delivered. Fails only if reading the connections fails.

@@ -37,6 +37,7 @@ impl Actions {
                     m.received_at,
                     &m.payload,
                 )
+                .with_seq(m.seq)
             })
             .collect();
         // Only what cannot fit in one @connections post is left out (the

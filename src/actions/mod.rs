@@ -1,6 +1,6 @@
 //! What the worker does with a message: the steps of a route's pipeline
-//! (`store`, `broadcast`, `direct`, `reply`, `history`, one file each) and the
-//! fan-out they use.
+//! (`store`, `broadcast`, `direct`, `reply`, `history`, `resume`, `presence`
+//! with `announce`, one file each) and the fan-out they use.
 
 mod broadcast;
 mod direct;
@@ -8,7 +8,9 @@ mod error;
 pub mod fanout;
 mod history;
 mod pipeline;
+mod presence;
 mod reply;
+mod resume;
 mod store;
 
 pub use error::ActionError;
@@ -38,6 +40,12 @@ pub struct ActionSettings {
     pub retention: Duration,
     /// Most userIds + connectionIds one `direct` message may name.
     pub max_direct_targets: usize,
+    /// Most messages one `resume` looks back (older ones are a gap:
+    /// `complete: false`).
+    pub resume_max: usize,
+    /// Whether `$join` / `$leave` events are announced to the session
+    /// (off: they are dropped, and counted).
+    pub presence_events: bool,
 }
 
 impl Default for ActionSettings {
@@ -48,6 +56,8 @@ impl Default for ActionSettings {
             history_max: 100,
             retention: Duration::from_secs(7 * 24 * 3600),
             max_direct_targets: 100,
+            resume_max: 1000,
+            presence_events: true,
         }
     }
 }
@@ -86,22 +96,28 @@ impl Actions {
         self.endpoint(env).ok_or(ActionError::NoEndpoint)
     }
 
-    /// Runs `steps` in order; stops at the first failure.
+    /// Runs `steps` in order; stops at the first failure. The `seq` given
+    /// by `store` goes on the message frames of the steps after it.
     pub async fn run(&self, env: &Envelope, steps: &[Step]) -> Result<(), ActionError> {
+        let mut seq = None;
         for step in steps {
             // One span per step, named after it (`store`, `broadcast`, ...).
             let name = step.to_string();
             let span = tracing::info_span!("step", otel.name = %name, step = %name);
             async {
                 match step {
-                    Step::Store => self.store(env).await,
+                    Step::Store => seq = self.store(env).await?,
                     Step::Broadcast { exclude_sender } => {
-                        self.broadcast(env, *exclude_sender).await
+                        self.broadcast(env, seq, *exclude_sender).await?
                     }
-                    Step::Direct => self.direct(env).await,
-                    Step::Reply => self.reply(env).await,
-                    Step::History => self.history(env).await,
+                    Step::Direct => self.direct(env, seq).await?,
+                    Step::Reply => self.reply(env).await?,
+                    Step::History => self.history(env).await?,
+                    Step::Resume => self.resume(env).await?,
+                    Step::Presence => self.presence(env).await?,
+                    Step::Announce => self.announce(env).await?,
                 }
+                Ok::<(), ActionError>(())
             }
             .instrument(span)
             .await?;

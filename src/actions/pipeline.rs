@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::envelope::{JOIN_ACTION, LEAVE_ACTION};
+
 /// One step of a pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -21,6 +23,13 @@ pub enum Step {
     Reply,
     /// The last N stored messages of the session, to the sender.
     History,
+    /// The stored messages after the sender's last `seq`, to the sender.
+    Resume,
+    /// Who is in the session, to the sender.
+    Presence,
+    /// A `join` / `leave` frame to the session's other members (the
+    /// `$join` / `$leave` events the edge enqueues).
+    Announce,
 }
 
 impl FromStr for Step {
@@ -38,9 +47,12 @@ impl FromStr for Step {
             "direct" => Step::Direct,
             "reply" => Step::Reply,
             "history" => Step::History,
+            "resume" => Step::Resume,
+            "presence" => Step::Presence,
+            "announce" => Step::Announce,
             other => {
                 return Err(format!(
-                    "unknown step `{other}`: use store, broadcast, broadcast:exclude-sender, direct, reply or history"
+                    "unknown step `{other}`: use store, broadcast, broadcast:exclude-sender, direct, reply, history, resume, presence or announce"
                 ));
             }
         })
@@ -60,6 +72,9 @@ impl fmt::Display for Step {
             Step::Direct => "direct",
             Step::Reply => "reply",
             Step::History => "history",
+            Step::Resume => "resume",
+            Step::Presence => "presence",
+            Step::Announce => "announce",
         })
     }
 }
@@ -81,6 +96,11 @@ impl Default for Pipelines {
                 ("history".to_owned(), vec![Step::History]),
                 ("whisper".to_owned(), vec![Step::Direct]),
                 ("direct".to_owned(), vec![Step::Direct]),
+                ("resume".to_owned(), vec![Step::Resume]),
+                ("presence".to_owned(), vec![Step::Presence]),
+                // Presence events from the edge's $connect / $disconnect.
+                (JOIN_ACTION.to_owned(), vec![Step::Announce]),
+                (LEAVE_ACTION.to_owned(), vec![Step::Announce]),
             ]),
         }
     }
@@ -163,6 +183,10 @@ mod tests {
         assert_eq!(p.get("history").unwrap(), &[Step::History]);
         assert_eq!(p.get("direct").unwrap(), &[Step::Direct]);
         assert_eq!(p.get("whisper").unwrap(), &[Step::Direct]);
+        assert_eq!(p.get("resume").unwrap(), &[Step::Resume]);
+        assert_eq!(p.get("presence").unwrap(), &[Step::Presence]);
+        assert_eq!(p.get("$join").unwrap(), &[Step::Announce]);
+        assert_eq!(p.get("$leave").unwrap(), &[Step::Announce]);
         assert_eq!(p.get("nope"), None);
     }
 
@@ -211,6 +235,9 @@ mod tests {
             "direct",
             "reply",
             "history",
+            "resume",
+            "presence",
+            "announce",
         ] {
             assert_eq!(s.parse::<Step>().unwrap().to_string(), s);
         }

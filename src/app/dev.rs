@@ -38,10 +38,11 @@ pub struct DevConfig {
 /// Validates `dev`'s flags: the gateway file, and a worker pipeline for every
 /// custom route that enqueues (else its messages could only be dead-lettered).
 pub fn dev_config(args: &DevArgs) -> Result<DevConfig, UsageError> {
-    let gateway = match &args.config {
+    let mut gateway = match &args.config {
         Some(path) => GatewayConfig::load(path)?,
         None => GatewayConfig::default(),
     };
+    gateway.presence_events = args.presence_events;
     if gateway.tls.is_some() {
         return Err(UsageError(format!(
             "{}: [tls] is for `switchboard gateway`; `switchboard dev` serves ws:// and \

@@ -15,10 +15,11 @@ use crate::usage::UsageError;
 
 pub(super) async fn command(args: &GatewayArgs) -> Result<(), Error> {
     use crate::gateway::{Gateway, GatewayConfig, HandlerBackend};
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => GatewayConfig::load(path)?,
         None => GatewayConfig::default(),
     };
+    config.presence_events = args.presence_events;
     let backend = if config.uses_builtin() {
         let queue_url = args.queue_url.clone().ok_or_else(|| {
             UsageError(

@@ -204,6 +204,11 @@ pub struct StoredMessage {
     pub payload: Value,
     /// TTL attribute, epoch seconds.
     pub expires_at: i64,
+    /// The session's sequence number of this message: 1 for its first stored
+    /// message, then +1 in queue order. `None` for messages stored before
+    /// sequence numbers existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl StoredMessage {
@@ -293,10 +298,38 @@ pub trait Messages: Send + Sync + 'static {
     /// the latest writes (strongly consistent).
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>>;
     /// The keys of every message of a session positioned at `from_ms` or
-    /// later (expired or not), in history order; reads the latest writes
-    /// (strongly consistent). The store step uses it to find a redelivered
-    /// message and the position of a new one.
-    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>>;
+    /// later (expired or not), in history order, and the session's last
+    /// assigned `seq`, read together (strongly consistent). The store step
+    /// uses it to find a redelivered message, and the position and `seq` of a
+    /// new one.
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<StoredKeys>;
+    /// Stores `msg` (whose `seq` is `Some(n)`) and moves the session's last
+    /// `seq` from `n - 1` to `n`, atomically: only if no message has its key
+    /// and the last `seq` is still `n - 1`. Returns whether it was written
+    /// (false: nothing was written).
+    async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool>;
+    /// For `resume`: the session's last `seq` and its live messages with a
+    /// `seq` above `since`, oldest first — at most the newest `max` of them
+    /// (strongly consistent).
+    async fn since_seq(&self, session_id: &str, since: u64, max: usize) -> Result<Resumable>;
+}
+
+/// What [`Messages::keys_since`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredKeys {
+    /// The keys, in history order.
+    pub keys: Vec<StoredKey>,
+    /// The session's last assigned `seq` (0: none yet).
+    pub last_seq: u64,
+}
+
+/// What [`Messages::since_seq`] read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resumable {
+    /// The session's last assigned `seq` (0: none yet).
+    pub last_seq: u64,
+    /// Live messages with a `seq` above the requested one, oldest first.
+    pub messages: Vec<StoredMessage>,
 }
 
 /// The key of a stored message: its id and position.
@@ -306,6 +339,8 @@ pub struct StoredKey {
     pub id: String,
     /// Where it sits in the history.
     pub position: Position,
+    /// Its sequence number, if it has one.
+    pub seq: Option<u64>,
 }
 
 impl StoredKey {
@@ -318,6 +353,7 @@ impl StoredKey {
         Ok(StoredKey {
             id: id.to_owned(),
             position,
+            seq: None,
         })
     }
 }

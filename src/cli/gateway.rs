@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::values::{fifo_queue_url, socket_addr};
+use super::values::{fifo_queue_url, on_off, socket_addr};
 
 /// `switchboard gateway`.
 #[derive(Debug, Clone, Args)]
@@ -31,6 +31,11 @@ pub struct GatewayArgs {
         default_value = "switchboard-connections"
     )]
     pub connections_table: String,
+
+    /// on|off: $connect/$disconnect also put a $join/$leave event in the
+    /// session's FIFO group (the worker announces it to the other members).
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub presence_events: bool,
 }
 
 /// `switchboard dev`.
@@ -38,7 +43,7 @@ pub struct GatewayArgs {
 pub struct DevArgs {
     /// Gateway configuration (TOML, see switchboard.example.toml); default:
     /// stage dev with the builtin routes $connect, $disconnect, $default,
-    /// sendMessage, history, direct.
+    /// sendMessage, history, direct, resume, presence.
     #[arg(long, env = "SWITCHBOARD_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -62,4 +67,9 @@ pub struct DevArgs {
     /// TOML file with a [routes] table of worker pipelines, applied before --route.
     #[arg(long, env = "SWITCHBOARD_ROUTES_FILE")]
     pub routes_file: Option<PathBuf>,
+
+    /// on|off: members get join/leave frames when others connect and
+    /// disconnect (presence events; see docs/envelope.md for their cost).
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub presence_events: bool,
 }

@@ -38,6 +38,15 @@ pub(super) fn visibility(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `on` or `off`.
+pub(super) fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}` is not on or off")),
+    }
+}
+
 pub(super) fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),

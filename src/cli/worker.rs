@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::TableArgs;
 use super::values::{
-    duration, fifo_queue_url, http_url, positive, positive_u32, socket_addr, visibility,
+    duration, fifo_queue_url, http_url, on_off, positive, positive_u32, socket_addr, visibility,
 };
 
 /// `switchboard worker`.
@@ -86,8 +86,9 @@ pub struct WorkerArgs {
     pub push_retry_base: Duration,
 
     /// Route pipeline, KEY=STEP,STEP (repeatable; env: `;`-separated). Steps: store,
-    /// broadcast, broadcast:exclude-sender, direct, reply, history. Default:
-    /// sendMessage=store,broadcast history=history direct=direct whisper=direct.
+    /// broadcast, broadcast:exclude-sender, direct, reply, history, resume,
+    /// presence, announce. Default: sendMessage=store,broadcast history=history
+    /// direct=direct whisper=direct resume=resume presence=presence.
     #[arg(long = "route", env = "SWITCHBOARD_ROUTES", value_delimiter = ';')]
     pub routes: Vec<String>,
 
@@ -106,6 +107,17 @@ pub struct WorkerArgs {
     /// How long stored messages are kept (their expiresAt TTL).
     #[arg(long, env = "SWITCHBOARD_MESSAGE_RETENTION", default_value = "7d", value_parser = duration)]
     pub message_retention: Duration,
+
+    /// Most messages one resume request looks back; older ones are reported
+    /// as a gap (`complete: false`).
+    #[arg(long, env = "SWITCHBOARD_RESUME_MAX", default_value = "1000", value_parser = positive)]
+    pub resume_max: usize,
+
+    /// on|off: announce $join/$leave events from the edge to the session's
+    /// other members; off drops them (counted in
+    /// switchboard_presence_events_total{outcome="off"}).
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub presence_events: bool,
 
     /// Items per connections Query page; default DynamoDB's 1 MB pages.
     #[arg(long, env = "SWITCHBOARD_QUERY_PAGE_SIZE", value_parser = positive_u32)]

@@ -199,9 +199,8 @@ pub(super) async fn history(
                 .iter()
                 .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
                 .collect();
-            // OPTIONAL `lastSeq`: the newest message's `seq`, once stored
-            // messages carry one (the sessions/seq work adds it to
-            // `StoredMessage`); `null` until then, and the page hides it.
+            // `lastSeq`: the newest message's `seq`; `null` for messages
+            // stored before sequence numbers existed (the page hides it).
             let last_seq = items
                 .last()
                 .and_then(|m| m.get("seq"))

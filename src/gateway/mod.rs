@@ -126,6 +126,7 @@ impl Gateway {
         let handlers = backend.map(|b| {
             let settings = HandlerSettings {
                 known_actions: config.custom_route_keys(),
+                presence_events: config.presence_events,
                 ..HandlerSettings::default()
             };
             Handlers::new(b.queue, b.connections, settings)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
 use crate::backend::Connection;
-use crate::envelope::MAX_ID_CHARS;
+use crate::envelope::{JOIN_ACTION, LEAVE_ACTION, MAX_ID_CHARS};
 
 /// Checks a session id: it becomes the SQS MessageGroupId, so it must be 1–128
 /// characters of ASCII letters, digits and punctuation (the SQS rule).
@@ -80,6 +80,9 @@ pub(super) async fn connect(
         Err(refusal) => return Ok(refusal),
     };
     h.connections.put(&record).await?;
+    if h.settings.presence_events {
+        super::send::enqueue_presence(h, event, JOIN_ACTION, &record).await?;
+    }
     tracing::info!(session = %record.session_id, user = ?record.user_id, "connected");
     Ok(ProxyResponse::status(200))
 }
@@ -88,10 +91,19 @@ pub(super) async fn disconnect(
     h: &Handlers,
     event: &WebSocketEvent,
 ) -> Result<ProxyResponse, HandlerError> {
+    let id = &event.request_context.connection_id;
+    // With presence events the record names the session the member leaves
+    // (a `$disconnect` event does not); none: it was pruned or never stored.
+    let leaving = if h.settings.presence_events {
+        h.connections.get(id).await?
+    } else {
+        None
+    };
     // Unconditional and idempotent: deleting a missing item succeeds.
-    h.connections
-        .delete(&event.request_context.connection_id)
-        .await?;
+    h.connections.delete(id).await?;
+    if let Some(conn) = leaving {
+        super::send::enqueue_presence(h, event, LEAVE_ACTION, &conn).await?;
+    }
     tracing::info!(
         code = ?event.request_context.disconnect_status_code,
         reason = ?event.request_context.disconnect_reason,

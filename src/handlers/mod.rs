@@ -122,14 +122,23 @@ pub struct HandlerSettings {
     /// its API mapping, not the stage. `None` (the local gateway): the
     /// event's domain as it is.
     pub region: Option<String>,
+    /// Whether `$connect` / `$disconnect` also put a `$join` / `$leave`
+    /// event in the session's FIFO group (one more queue send each, and a
+    /// table read on `$disconnect`). Off here; `switchboard gateway`, `dev`
+    /// and the Lambda functions turn it on unless `--presence-events off`.
+    pub presence_events: bool,
 }
 
 impl Default for HandlerSettings {
     fn default() -> Self {
         HandlerSettings {
-            known_actions: vec!["sendMessage".into(), "history".into(), "direct".into()],
+            known_actions: crate::envelope::DEFAULT_ACTIONS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
             connection_ttl: MAX_CONNECTION_DURATION + TTL_SLACK,
             region: None,
+            presence_events: false,
         }
     }
 }

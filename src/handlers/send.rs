@@ -70,9 +70,11 @@ pub fn envelope_for(
     // action, sender, time around it), and @connections takes at most
     // 128 KiB: a `data` just under its own limit made a frame over it, which
     // the worker dead-lettered. Measure the exact frame it will build.
-    let frame_len = serde_json::to_vec(&MessageFrame::from_envelope(&envelope))
-        .map(|f| f.len())
-        .unwrap_or(usize::MAX);
+    // The largest `seq` the store step could add is counted too.
+    let frame_len =
+        serde_json::to_vec(&MessageFrame::from_envelope(&envelope).with_seq(Some(u64::MAX)))
+            .map(|f| f.len())
+            .unwrap_or(usize::MAX);
     if frame_len > MAX_FRAME_BYTES {
         return Err(refuse(
             413,
@@ -128,6 +130,43 @@ pub fn incoming_trace(event: &WebSocketEvent) -> Option<TraceContext> {
             TraceContext::parse(&tp, ctx.authorizer_value(ATTR_TRACESTATE).as_deref())
         })
         .or_else(|| TraceContext::from_xray(event.request.header(XRAY_HEADER)?))
+}
+
+/// Puts a presence event (`$join` / `$leave`) of connection `conn` in its
+/// session's FIFO group, so the worker announces it in order with the
+/// session's messages. Its id is the `$connect` / `$disconnect` event's
+/// request id (unique per event, so a retried invocation is deduplicated).
+pub(super) async fn enqueue_presence(
+    h: &Handlers,
+    event: &WebSocketEvent,
+    action: &str,
+    conn: &crate::backend::Connection,
+) -> Result<(), HandlerError> {
+    let ctx = &event.request_context;
+    let envelope = Envelope {
+        v: ENVELOPE_VERSION,
+        id: ctx.request_id.clone(),
+        action: action.to_owned(),
+        session_id: conn.session_id.clone(),
+        sender: Sender {
+            connection_id: conn.connection_id.clone(),
+            user_id: conn.user_id.clone(),
+        },
+        callback: Some(Callback {
+            domain_name: callback_domain(ctx, h.settings.region.as_deref()),
+            stage: ctx.stage.clone(),
+        }),
+        received_at: ctx.request_time_epoch,
+        payload: Value::Null,
+    };
+    let message = OutgoingMessage {
+        body: serde_json::to_string(&envelope).expect("an envelope always encodes"),
+        group_id: envelope.session_id.clone(),
+        dedup_id: envelope.id.clone(),
+        attributes: Default::default(),
+    };
+    h.queue.send(&message).await?;
+    Ok(())
 }
 
 pub(super) async fn send(

@@ -27,8 +27,12 @@ pub const CONNECTIONS_TABLE: &str = "SWITCHBOARD_CONNECTIONS_TABLE";
 /// The inbound FIFO queue's URL (send; required).
 pub const QUEUE_URL: &str = "SWITCHBOARD_QUEUE_URL";
 /// The custom route keys `$default` lists to clients (default), comma-separated;
-/// default `sendMessage,history,direct`.
+/// default `sendMessage,history,direct,resume,presence`.
 pub const ACTIONS: &str = "SWITCHBOARD_ACTIONS";
+/// `on` or `off` (connect, disconnect): also put a `$join` / `$leave` event in
+/// the session's FIFO group (`SWITCHBOARD_QUEUE_URL` then required). Default:
+/// on when the function is given `SWITCHBOARD_QUEUE_URL`, off otherwise.
+pub const PRESENCE_EVENTS: &str = "SWITCHBOARD_PRESENCE_EVENTS";
 
 /// The authorizer's variables and configuration.
 pub mod auth;
@@ -86,7 +90,9 @@ impl Function {
     pub fn env_vars(self) -> Vec<&'static str> {
         let mut vars = vec![LOG_FORMAT];
         match self {
-            Function::Connect | Function::Disconnect => vars.push(CONNECTIONS_TABLE),
+            Function::Connect | Function::Disconnect => {
+                vars.extend([CONNECTIONS_TABLE, QUEUE_URL, PRESENCE_EVENTS])
+            }
             Function::Send => vars.extend([QUEUE_URL, CONNECTIONS_TABLE]),
             Function::Default => vars.push(ACTIONS),
             Function::Authorizer => vars.extend(auth::ALL),
@@ -210,9 +216,29 @@ impl FunctionConfig {
         };
         let queue_url = match function {
             Function::Send => Some(queue_url(env)?),
+            Function::Connect | Function::Disconnect if env.get(QUEUE_URL).is_some() => {
+                Some(queue_url(env)?)
+            }
             _ => None,
         };
         let mut settings = HandlerSettings::default();
+        if matches!(function, Function::Connect | Function::Disconnect) {
+            settings.presence_events = match env.get(PRESENCE_EVENTS) {
+                None => queue_url.is_some(),
+                Some("off") => false,
+                Some("on") if queue_url.is_some() => true,
+                Some("on") => {
+                    return Err(UsageError(format!(
+                        "{PRESENCE_EVENTS} is on but {QUEUE_URL} is not set: presence                          events go to the inbound FIFO queue; set it, or turn them off"
+                    )));
+                }
+                Some(v) => {
+                    return Err(UsageError(format!(
+                        "{PRESENCE_EVENTS}: `{v}` is not on or off"
+                    )));
+                }
+            };
+        }
         if function == Function::Send {
             // Set by Lambda itself: the callback of frames that came in
             // through a custom domain (HandlerSettings::region).

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub visibility_changes: IntCounterVec,
     /// Failed backend calls by `error_type` (store, query, prune, dlq, ...).
     pub backend_errors: IntCounterVec,
+    /// Presence events (`$join` / `$leave`) handled, by `event` (join, leave)
+    /// and `outcome` (announced; off: `--presence-events off` dropped it).
+    pub presence_events: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -182,6 +185,12 @@ impl Metrics {
                 "Failed table and queue calls (and handler panics) by step and error type",
                 &["step", "error_type"],
             ),
+            presence_events: counter_vec(
+                &r,
+                "switchboard_presence_events_total",
+                "Presence events ($join/$leave from the edge) by event (join, leave) and outcome (announced, off)",
+                &["event", "outcome"],
+            ),
             registry: r,
         };
         m.init_known_labels();
@@ -231,6 +240,11 @@ impl Metrics {
         for o in ["ok", "failed"] {
             self.deletes.with_label_values(&[o]);
         }
+        for e in ["join", "leave"] {
+            for o in ["announced", "off"] {
+                self.presence_events.with_label_values(&[e, o]);
+            }
+        }
         for p in ["extend", "backoff", "release"] {
             for o in ["ok", "failed"] {
                 self.visibility_changes.with_label_values(&[p, o]);
@@ -241,6 +255,9 @@ impl Metrics {
             "broadcast",
             "direct",
             "history",
+            "resume",
+            "presence",
+            "announce",
             "prune",
             "dead_letter",
         ] {

@@ -2,7 +2,8 @@
 //! @connections server, test tokens and the security suite's fixture, the one
 //! test SDK configuration, (with `otel`) a test OTLP receiver, and
 //! (with `aws-tests`) the moto-backed AWS stack, and (with `lambda`) a Lambda
-//! Runtime API to run the function binaries against.
+//! Runtime API to run the function binaries against; the sessions scenarios
+//! (`sessions.rs`: resume after a reconnect) every backend runs.
 #![allow(dead_code)]
 
 #[cfg(feature = "browser-tests")]
@@ -22,6 +23,7 @@ pub mod recorder;
 pub mod runtime_api;
 pub mod sdk;
 pub mod secure;
+pub mod sessions;
 pub mod stream;
 pub mod ws;
 

@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::classify;
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, StoredKey,
-    StoredMessage,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, Resumable,
+    StoredKey, StoredKeys, StoredMessage,
 };
 use crate::envelope::Sender;
 
@@ -254,6 +254,28 @@ impl Connections for DynamoConnections {
     }
 }
 
+/// Sort key of a session's sequence counter item in the messages table: `~`
+/// sorts after every message key (they start with digits), so the consistent
+/// range read of the store step returns the counter with the newest keys, and
+/// a backward query meets it first.
+pub const SEQ_COUNTER_SK: &str = "~seq";
+
+/// The counter item's attribute holding the session's last assigned `seq`.
+const LAST_SEQ: &str = "lastSeq";
+
+fn get_u(item: &Item, key: &str) -> Option<u64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
+fn is_counter(item: &Item) -> bool {
+    item.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(SEQ_COUNTER_SK)
+}
+
 /// The messages table.
 #[derive(Clone, Debug)]
 pub struct DynamoMessages {
@@ -272,7 +294,7 @@ impl DynamoMessages {
         if let Some(u) = &m.sender.user_id {
             sender.insert("userId".into(), s(u));
         }
-        Item::from([
+        let mut item = Item::from([
             ("sessionId".into(), s(&m.session_id)),
             ("sk".into(), s(m.sort_key())),
             ("id".into(), s(&m.id)),
@@ -283,7 +305,11 @@ impl DynamoMessages {
             // not round-trip every JSON value.
             ("payload".into(), s(m.payload.to_string())),
             ("expiresAt".into(), n(m.expires_at)),
-        ])
+        ]);
+        if let Some(seq) = m.seq {
+            item.insert("seq".into(), AttributeValue::N(seq.to_string()));
+        }
+        item
     }
 
     fn from_item(op: &'static str, item: &Item) -> Result<StoredMessage> {
@@ -308,6 +334,7 @@ impl DynamoMessages {
                 .and_then(|p| serde_json::from_str(&p).ok())
                 .unwrap_or(serde_json::Value::Null),
             expires_at: get_n(item, "expiresAt").unwrap_or(i64::MAX),
+            seq: get_u(item, "seq"),
         })
     }
 }
@@ -336,6 +363,121 @@ impl Messages for DynamoMessages {
         }
     }
 
+    async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        const OP: &str = "dynamodb.TransactWriteItems(store)";
+        let seq = msg.seq.ok_or_else(|| {
+            BackendError::new(ErrorKind::Validation, OP, "the message has no seq")
+        })?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_item(msg)))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| BackendError::new(ErrorKind::Validation, OP, e.to_string()))?;
+        // The counter moves from exactly seq - 1: a message stored meanwhile
+        // (another worker after a lapsed visibility) cancels this one.
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("sessionId", s(&msg.session_id))
+            .key("sk", s(SEQ_COUNTER_SK))
+            .update_expression("SET #last = :next")
+            .expression_attribute_names("#last", LAST_SEQ)
+            .expression_attribute_values(":next", AttributeValue::N(seq.to_string()));
+        update = if seq <= 1 {
+            update.condition_expression("attribute_not_exists(#last)")
+        } else {
+            update
+                .condition_expression("#last = :prev")
+                .expression_attribute_values(":prev", AttributeValue::N((seq - 1).to_string()))
+        };
+        let update = update
+            .build()
+            .map_err(|e| BackendError::new(ErrorKind::Validation, OP, e.to_string()))?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                // A failed condition cancels the transaction; any other
+                // cancellation reason (a conflicting transaction, throttling)
+                // is worth a retry.
+                let conditional = e
+                    .as_service_error()
+                    .and_then(|se| match se {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+                        _ => None,
+                    })
+                    .map(|c| {
+                        c.cancellation_reasons()
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    });
+                match conditional {
+                    Some(true) => Ok(false),
+                    Some(false) => Err(BackendError::new(
+                        ErrorKind::Throttled,
+                        OP,
+                        "the transaction was cancelled (a conflicting write): retry",
+                    )),
+                    None => Err(classify(OP, e)),
+                }
+            }
+        }
+    }
+
+    async fn since_seq(&self, session_id: &str, since: u64, max: usize) -> Result<Resumable> {
+        const OP: &str = "dynamodb.Query(messages resume)";
+        let now = crate::sync::now_secs();
+        let mut out = Resumable::default();
+        let mut start: Option<Item> = None;
+        // Backwards from the counter item (the last key), one consistent read:
+        // seq grows with the sort key, so the messages above `since` are the
+        // newest ones; stop at the first at or below it.
+        'pages: loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("sessionId = :s")
+                .expression_attribute_values(":s", s(session_id))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit((max.min(999) + 2) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in page.items() {
+                if is_counter(item) {
+                    out.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
+                    continue;
+                }
+                let Some(seq) = get_u(item, "seq") else {
+                    break 'pages;
+                };
+                if seq <= since || out.messages.len() >= max {
+                    break 'pages;
+                }
+                let m = Self::from_item(OP, item)?;
+                if m.expires_at > now {
+                    out.messages.push(m);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        out.messages.reverse();
+        Ok(out)
+    }
+
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>> {
         const OP: &str = "dynamodb.Query(messages)";
         let now = crate::sync::now_secs();
@@ -352,12 +494,13 @@ impl Messages for DynamoMessages {
                 .expression_attribute_values(":s", s(session_id))
                 .scan_index_forward(false)
                 .consistent_read(true)
-                .limit((limit - out_items.len()) as i32)
+                // One more: the session's counter item comes first.
+                .limit((limit - out_items.len() + 1) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| classify(OP, e))?;
-            for item in out.items() {
+            for item in out.items().iter().filter(|i| !is_counter(i)) {
                 let m = Self::from_item(OP, item)?;
                 if m.expires_at > now {
                     out_items.push(m);
@@ -373,9 +516,9 @@ impl Messages for DynamoMessages {
         Ok(out_items)
     }
 
-    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>> {
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<StoredKeys> {
         const OP: &str = "dynamodb.Query(messages keys)";
-        let mut keys = Vec::new();
+        let mut keys = StoredKeys::default();
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -385,14 +528,22 @@ impl Messages for DynamoMessages {
                 .key_condition_expression("sessionId = :s AND sk >= :from")
                 .expression_attribute_values(":s", s(session_id))
                 .expression_attribute_values(":from", s(Position::lower_bound(from_ms)))
-                .projection_expression("sk")
+                .projection_expression("sk, #seq, #last")
+                .expression_attribute_names("#seq", "seq")
+                .expression_attribute_names("#last", LAST_SEQ)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| classify(OP, e))?;
             for item in out.items() {
-                keys.push(StoredKey::of_sort_key(OP, get_s(item, "sk").as_deref())?);
+                if is_counter(item) {
+                    keys.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
+                    continue;
+                }
+                let mut key = StoredKey::of_sort_key(OP, get_s(item, "sk").as_deref())?;
+                key.seq = get_u(item, "seq");
+                keys.keys.push(key);
             }
             match out.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),

@@ -14,8 +14,13 @@ use crate::backend::{BackendError, ErrorKind, Result};
 /// `queue_dedup` rows' lifetime (set by sends, repaired at open, swept after).
 pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// Version of the schema below, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema below, kept in `PRAGMA user_version`. 2 added
+/// sequence numbers (`stored_messages.seq`, `message_seqs`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// From schema 1 to 2, run before [`SCHEMA`] on a file written by version 1
+/// (whose `stored_messages` already exists without `seq`).
+const MIGRATE_1_TO_2: &str = "ALTER TABLE stored_messages ADD COLUMN seq INTEGER;";
 
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,9 +99,21 @@ CREATE TABLE IF NOT EXISTS stored_messages (
     received_at INTEGER NOT NULL,
     payload TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
+    seq INTEGER,
     PRIMARY KEY (tbl, session_id, sk)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS stored_messages_expiry ON stored_messages (expires_at);
+CREATE INDEX IF NOT EXISTS stored_messages_by_seq ON stored_messages (tbl, session_id, seq)
+    WHERE seq IS NOT NULL;
+
+-- The last seq assigned per session (DynamoDB: the `~seq` counter item). Never
+-- swept: a seq is never handed out twice, even after every message expired.
+CREATE TABLE IF NOT EXISTS message_seqs (
+    tbl TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (tbl, session_id)
+) STRICT, WITHOUT ROWID;
 ";
 
 pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connection> {
@@ -164,8 +181,9 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
             ),
         ));
     }
+    let upgrade = if version == 1 { MIGRATE_1_TO_2 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(err)?;
     recover(&conn, now_ms).map_err(err)?;
@@ -221,4 +239,57 @@ pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
         )?,
         dedup_entries: run("DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", now_ms)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_gains_sequence_numbers_and_keeps_its_messages() {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-schema-{}-{}",
+            std::process::id(),
+            crate::sync::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.sqlite3");
+        {
+            // stored_messages as schema 1 made it, with one message.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE stored_messages (
+                    tbl TEXT NOT NULL, session_id TEXT NOT NULL, sk TEXT NOT NULL,
+                    id TEXT NOT NULL, action TEXT NOT NULL, sender TEXT NOT NULL,
+                    received_at INTEGER NOT NULL, payload TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL, PRIMARY KEY (tbl, session_id, sk)) STRICT;
+                 INSERT INTO stored_messages VALUES
+                    ('t', 's', '0000000000001#a', 'a', 'sendMessage', '{\"connectionId\":\"c\"}', 1, 'null', 99);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let c = open_blocking(Some(&path), 0).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let (id, seq): (String, Option<i64>) = c
+            .query_row("SELECT id, seq FROM stored_messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), seq), ("a", None), "kept, without a seq");
+        c.execute("INSERT INTO message_seqs VALUES ('t', 's', 1)", [])
+            .unwrap();
+        drop(c);
+        // Opening again is a no-op.
+        let c = open_blocking(Some(&path), 0).unwrap();
+        let last: i64 = c
+            .query_row("SELECT last FROM message_seqs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 1);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

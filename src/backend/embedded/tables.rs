@@ -14,8 +14,8 @@ use rusqlite::{Connection as Sql, OptionalExtension, Row, params};
 use super::db::Db;
 use super::error::sql_error;
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, StoredKey,
-    StoredMessage,
+    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, Resumable,
+    StoredKey, StoredKeys, StoredMessage,
 };
 use crate::envelope::Sender;
 
@@ -303,6 +303,7 @@ fn stored_of(op: &'static str, r: &Row<'_>) -> rusqlite::Result<Result<StoredMes
             },
             payload,
             expires_at: r.get(6)?,
+            seq: r.get::<_, Option<i64>>(8)?.map(|s| s as u64),
         }),
         Err(e) => Err(BackendError::new(
             ErrorKind::Other,
@@ -312,15 +313,27 @@ fn stored_of(op: &'static str, r: &Row<'_>) -> rusqlite::Result<Result<StoredMes
     })
 }
 
-#[async_trait]
-impl Messages for EmbeddedMessages {
-    async fn put_if_absent(&self, msg: &StoredMessage) -> Result<bool> {
-        const OP: &str = "embedded.PutItem(messages)";
+const STORED_COLUMNS: &str =
+    "session_id, id, action, sender, received_at, payload, expires_at, sk, seq";
+
+fn last_seq(sql: &Sql, op: &'static str, table: &str, session: &str) -> Result<u64> {
+    sql.prepare_cached("SELECT last FROM message_seqs WHERE tbl = ?1 AND session_id = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![table, session], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(|l| l.unwrap_or(0) as u64)
+        .map_err(|e| sql_error(op, e))
+}
+
+impl EmbeddedMessages {
+    /// The row of `msg` with its checks: (sender JSON, payload JSON).
+    fn encode(op: &'static str, msg: &StoredMessage) -> Result<(String, String)> {
         if msg.session_id.is_empty() {
-            return Err(invalid(OP, "sessionId must not be empty"));
+            return Err(invalid(op, "sessionId must not be empty"));
         }
         let sender = serde_json::to_string(&msg.sender)
-            .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
+            .map_err(|e| BackendError::new(ErrorKind::Other, op, e.to_string()))?;
         let payload = msg.payload.to_string();
         let size = msg.session_id.len()
             + msg.id.len()
@@ -330,43 +343,127 @@ impl Messages for EmbeddedMessages {
             + 64;
         if size > MAX_ITEM_BYTES {
             return Err(invalid(
-                OP,
+                op,
                 format!(
                     "the item would be {size} bytes; DynamoDB items are at most {MAX_ITEM_BYTES}"
                 ),
             ));
         }
-        let (table, sk, m) = (self.table.clone(), msg.sort_key(), msg.clone());
+        Ok((sender, payload))
+    }
+}
+
+/// Inserts `m` unless its key exists; whether it was inserted.
+fn insert_stored(
+    sql: &Sql,
+    op: &'static str,
+    table: &str,
+    m: &StoredMessage,
+    sender: &str,
+    payload: &str,
+) -> Result<bool> {
+    // Like `attribute_not_exists(sk)`: an item with this key, expired
+    // or not, stays as it is.
+    sql.prepare_cached(
+        "INSERT INTO stored_messages (tbl, session_id, sk, id, action, sender,
+             received_at, payload, expires_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (tbl, session_id, sk) DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            table,
+            m.session_id,
+            m.sort_key(),
+            m.id,
+            m.action,
+            sender,
+            m.received_at,
+            payload,
+            m.expires_at,
+            m.seq.map(|s| s as i64)
+        ])
+    })
+    .map(|n| n == 1)
+    .map_err(|e| sql_error(op, e))
+}
+
+#[async_trait]
+impl Messages for EmbeddedMessages {
+    async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool> {
+        const OP: &str = "embedded.TransactWriteItems(store)";
+        let seq = msg
+            .seq
+            .ok_or_else(|| invalid(OP, "the message has no seq"))?;
+        let (sender, payload) = Self::encode(OP, msg)?;
+        let (table, m) = (self.table.clone(), msg.clone());
+        // One job is one savepoint: the counter check, the insert and the
+        // counter update commit together or not at all.
         self.db
             .call(OP, move |sql: &Sql| {
-                // Like `attribute_not_exists(sk)`: an item with this key, expired
-                // or not, stays as it is.
+                if last_seq(sql, OP, &table, &m.session_id)? != seq - 1 {
+                    return Ok(false);
+                }
+                if !insert_stored(sql, OP, &table, &m, &sender, &payload)? {
+                    return Ok(false);
+                }
                 sql.prepare_cached(
-                    "INSERT INTO stored_messages (tbl, session_id, sk, id, action, sender,
-                         received_at, payload, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (tbl, session_id, sk) DO NOTHING",
+                    "INSERT INTO message_seqs (tbl, session_id, last) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tbl, session_id) DO UPDATE SET last = excluded.last",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        table,
-                        m.session_id,
-                        sk,
-                        m.id,
-                        m.action,
-                        sender,
-                        m.received_at,
-                        payload,
-                        m.expires_at
-                    ])
-                })
-                .map(|n| n == 1)
-                .map_err(|e| sql_error(OP, e))
+                .and_then(|mut s| s.execute(params![table, m.session_id, seq as i64]))
+                .map_err(|e| sql_error(OP, e))?;
+                Ok(true)
             })
             .await
     }
 
-    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<Vec<StoredKey>> {
+    async fn since_seq(&self, session_id: &str, since: u64, max: usize) -> Result<Resumable> {
+        const OP: &str = "embedded.Query(messages resume)";
+        let (table, session, now) = (
+            self.table.clone(),
+            session_id.to_owned(),
+            now_secs(&self.db),
+        );
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        self.db
+            .call(OP, move |sql| {
+                let last = last_seq(sql, OP, &table, &session)?;
+                let rows: Vec<Result<StoredMessage>> = sql
+                    .prepare_cached(&format!(
+                        "SELECT {STORED_COLUMNS} FROM stored_messages
+                         WHERE tbl = ?1 AND session_id = ?2 AND seq > ?3 AND expires_at >= ?4
+                         ORDER BY seq DESC LIMIT ?5"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(params![table, session, since as i64, now, limit], |r| {
+                            stored_of(OP, r)
+                        })?
+                        .collect()
+                    })
+                    .map_err(|e| sql_error(OP, e))?;
+                let mut messages = rows.into_iter().collect::<Result<Vec<_>>>()?;
+                messages.reverse();
+                Ok(Resumable {
+                    last_seq: last,
+                    messages,
+                })
+            })
+            .await
+    }
+
+    async fn put_if_absent(&self, msg: &StoredMessage) -> Result<bool> {
+        const OP: &str = "embedded.PutItem(messages)";
+        let (sender, payload) = Self::encode(OP, msg)?;
+        let (table, m) = (self.table.clone(), msg.clone());
+        self.db
+            .call(OP, move |sql: &Sql| {
+                insert_stored(sql, OP, &table, &m, &sender, &payload)
+            })
+            .await
+    }
+
+    async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<StoredKeys> {
         const OP: &str = "embedded.Query(messages keys)";
         let (table, session, from) = (
             self.table.clone(),
@@ -375,20 +472,31 @@ impl Messages for EmbeddedMessages {
         );
         self.db
             .call(OP, move |sql| {
-                let sks: Vec<String> = sql
+                let rows: Vec<(String, Option<i64>)> = sql
                     .prepare_cached(
-                        "SELECT sk FROM stored_messages
+                        "SELECT sk, seq FROM stored_messages
                          WHERE tbl = ?1 AND session_id = ?2 AND sk >= ?3
                          ORDER BY sk",
                     )
                     .and_then(|mut s| {
-                        s.query_map(params![table, session, from], |r| r.get(0))?
-                            .collect()
+                        s.query_map(params![table, session, from], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
                     })
                     .map_err(|e| sql_error(OP, e))?;
-                sks.iter()
-                    .map(|sk| StoredKey::of_sort_key(OP, Some(sk)))
-                    .collect()
+                let keys = rows
+                    .iter()
+                    .map(|(sk, seq)| {
+                        let mut key = StoredKey::of_sort_key(OP, Some(sk))?;
+                        key.seq = seq.map(|s| s as u64);
+                        Ok(key)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(StoredKeys {
+                    keys,
+                    last_seq: last_seq(sql, OP, &table, &session)?,
+                })
             })
             .await
     }
@@ -404,12 +512,11 @@ impl Messages for EmbeddedMessages {
         self.db
             .call(OP, move |sql| {
                 let rows: Vec<Result<StoredMessage>> = sql
-                    .prepare_cached(
-                        "SELECT session_id, id, action, sender, received_at, payload, expires_at, sk
-                         FROM stored_messages
+                    .prepare_cached(&format!(
+                        "SELECT {STORED_COLUMNS} FROM stored_messages
                          WHERE tbl = ?1 AND session_id = ?2 AND expires_at >= ?3
-                         ORDER BY sk DESC LIMIT ?4",
-                    )
+                         ORDER BY sk DESC LIMIT ?4"
+                    ))
                     .and_then(|mut s| {
                         s.query_map(params![table, session, now, limit], |r| stored_of(OP, r))?
                             .collect()

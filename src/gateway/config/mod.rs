@@ -73,7 +73,7 @@ pub mod listener_limits {
 }
 
 /// The default route keys of a Switchboard API.
-pub const DEFAULT_ACTIONS: [&str; 3] = ["sendMessage", "history", "direct"];
+pub use crate::envelope::DEFAULT_ACTIONS;
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +98,11 @@ pub struct GatewayConfig {
     pub tls: Option<TlsSettings>,
     /// `[management]`.
     pub management: Management,
+    /// Whether the builtin `$connect` / `$disconnect` handlers also put a
+    /// `$join` / `$leave` event in the session's FIFO group. Not a file key:
+    /// `--presence-events` of `gateway` and `dev` sets it (default on there);
+    /// off in a configuration built in code.
+    pub presence_events: bool,
 }
 
 /// One route.
@@ -207,6 +212,7 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             tls: None,
             management: Management::Loopback,
+            presence_events: false,
         }
     }
 }

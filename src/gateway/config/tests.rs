@@ -17,10 +17,15 @@ fn default_is_the_design_default() {
             "$disconnect",
             "direct",
             "history",
+            "presence",
+            "resume",
             "sendMessage"
         ]
     );
-    assert_eq!(c.custom_route_keys(), ["direct", "history", "sendMessage"]);
+    assert_eq!(
+        c.custom_route_keys(),
+        ["direct", "history", "presence", "resume", "sendMessage"]
+    );
     assert_eq!(c.route_selection.as_str(), "$request.body.action");
     assert_eq!(c.limits.message_bytes, 131_072);
     assert_eq!(c.limits.frame_bytes, 32_768);

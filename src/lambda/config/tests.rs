@@ -81,7 +81,7 @@ fn edge_functions_read_their_table_and_queue() {
     assert_eq!(c.connections_table, None);
     assert_eq!(
         c.settings.known_actions,
-        ["sendMessage", "history", "direct"]
+        ["sendMessage", "history", "direct", "resume", "presence"]
     );
     let c = edge(Function::Default, &[(ACTIONS, " sendMessage , typing,,")]).unwrap();
     assert_eq!(c.settings.known_actions, ["sendMessage", "typing"]);
@@ -107,7 +107,7 @@ fn the_send_function_needs_a_fifo_queue_url() {
 #[test]
 fn unknown_switchboard_variables_are_errors_and_others_are_ignored() {
     let e = edge(
-        Function::Connect,
+        Function::Default,
         &[
             (QUEUE_URL, QUEUE),
             ("PATH", "/usr/bin"),
@@ -116,10 +116,10 @@ fn unknown_switchboard_variables_are_errors_and_others_are_ignored() {
     )
     .unwrap_err();
     assert!(
-        e.starts_with("SWITCHBOARD_QUEUE_URL is not read by switchboard-connect"),
+        e.starts_with("SWITCHBOARD_QUEUE_URL is not read by switchboard-default"),
         "{e}"
     );
-    assert!(e.contains("SWITCHBOARD_CONNECTIONS_TABLE"), "{e}");
+    assert!(e.contains("SWITCHBOARD_ACTIONS"), "{e}");
     let mut pairs = RS256.to_vec();
     pairs.push(("SWITCHBOARD_AUTH_ISUER", "https://issuer"));
     let e = auth(&pairs).unwrap_err();
@@ -315,4 +315,22 @@ fn a_jwks_file_is_read_and_checked_at_start() {
     .unwrap_err();
     assert!(e.contains("has no key for [ES256]"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn connect_and_disconnect_send_presence_events_when_given_the_queue() {
+    for f in [Function::Connect, Function::Disconnect] {
+        let c = edge(f, &[]).unwrap();
+        assert!(!c.settings.presence_events, "no queue: off");
+        assert_eq!(c.queue_url, None);
+        let c = edge(f, &[(QUEUE_URL, QUEUE)]).unwrap();
+        assert!(c.settings.presence_events, "queue given: on by default");
+        assert_eq!(c.queue_url.as_deref(), Some(QUEUE));
+        let c = edge(f, &[(QUEUE_URL, QUEUE), (PRESENCE_EVENTS, "off")]).unwrap();
+        assert!(!c.settings.presence_events);
+        let e = edge(f, &[(PRESENCE_EVENTS, "on")]).unwrap_err();
+        assert!(e.contains(QUEUE_URL), "{e}");
+        let e = edge(f, &[(QUEUE_URL, QUEUE), (PRESENCE_EVENTS, "yes")]).unwrap_err();
+        assert!(e.contains("not on or off"), "{e}");
+    }
 }
