@@ -10,7 +10,7 @@ use crate::envelope::API_GATEWAY_MESSAGE_BYTES as MAX_FRAME_BYTES;
 use crate::envelope::{
     Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, MessageFrame, Sender, encoded_len,
 };
-use crate::telemetry::trace::{self, ATTR_TRACEPARENT, ATTR_TRACESTATE, TraceContext, XRAY_HEADER};
+use crate::telemetry::trace::{ATTR_TRACEPARENT, ATTR_TRACESTATE, TraceContext, XRAY_HEADER};
 
 /// The envelope for a message event whose connection belongs to `session_id`,
 /// or the refusal to send back. The envelope is checked exactly as the worker
@@ -184,7 +184,7 @@ pub(super) async fn send(
         action = %ctx.route_key,
         connection = %ctx.connection_id,
     );
-    let trace = trace::continue_trace(&span, incoming_trace(event).as_ref());
+    let trace = crate::telemetry::continue_trace(&span, incoming_trace(event).as_ref());
     send_traced(h, event, trace).instrument(span).await
 }
 

@@ -97,3 +97,37 @@ pub fn shutdown() {
     #[cfg(feature = "otel")]
     otel::shutdown();
 }
+
+// The two calls that link a span to a trace context. They live here, above
+// both `trace` (the context) and `otel` (the exporter that uses it), and
+// pick the exporter's ids when the `otel` feature is on.
+
+/// Makes `span` the continuation of `parent` — or the root of a new trace —
+/// and returns the context to pass on (whose span id is `span`'s). Records
+/// the trace id in the span's `trace_id` field, which every log line inside
+/// the span carries; `span` should declare it (`trace_id = Empty`).
+pub fn continue_trace(
+    span: &tracing::Span,
+    parent: Option<&trace::TraceContext>,
+) -> trace::TraceContext {
+    #[cfg(feature = "otel")]
+    let ctx = otel::attach(span, parent);
+    #[cfg(not(feature = "otel"))]
+    let ctx = trace::own_ids(parent);
+    span.record("trace_id", ctx.trace_id_hex().as_str());
+    ctx
+}
+
+/// The time `parent`'s message waited in the queue, from `sent_ms` to
+/// `now_ms` (epoch ms): with `otel` an exported span of exactly that
+/// interval, child of `parent`; the context returned is that span's, the
+/// parent of the handling that follows.
+pub fn queue_wait(parent: &trace::TraceContext, sent_ms: i64, now_ms: i64) -> trace::TraceContext {
+    #[cfg(feature = "otel")]
+    return otel::queue_wait(parent, sent_ms, now_ms);
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = (sent_ms, now_ms);
+        parent.child()
+    }
+}

@@ -5,7 +5,7 @@
 //! Without the `otel` feature the ids are our own: a span continuing a
 //! context gets a fresh span id under the same trace id, recorded in the
 //! span's `trace_id` field so every log line of the message carries it.
-//! With `otel`, `telemetry::otel` makes the spans OpenTelemetry spans whose
+//! With `otel`, `telemetry::otel` (through `telemetry::continue_trace`) makes the spans OpenTelemetry spans whose
 //! remote parent is the context, and the ids passed on are theirs.
 
 use std::collections::BTreeMap;
@@ -209,38 +209,11 @@ impl TraceContext {
     }
 }
 
-/// Makes `span` the continuation of `parent` — or the root of a new trace —
-/// and returns the context to pass on (whose span id is `span`'s). Records
-/// the trace id in the span's `trace_id` field, which every log line inside
-/// the span carries; `span` should declare it (`trace_id = Empty`).
-pub fn continue_trace(span: &tracing::Span, parent: Option<&TraceContext>) -> TraceContext {
-    #[cfg(feature = "otel")]
-    let ctx = super::otel::attach(span, parent);
-    #[cfg(not(feature = "otel"))]
-    let ctx = own_ids(parent);
-    span.record("trace_id", ctx.trace_id_hex().as_str());
-    ctx
-}
-
 /// Without an exporter: a child of `parent`, or a new trace.
 pub(crate) fn own_ids(parent: Option<&TraceContext>) -> TraceContext {
     match parent {
         Some(p) => p.child(),
         None => TraceContext::new_root(),
-    }
-}
-
-/// The time `parent`'s message waited in the queue, from `sent_ms` to
-/// `now_ms` (epoch ms): with `otel` an exported span of exactly that
-/// interval, child of `parent`; the context returned is that span's, the
-/// parent of the handling that follows.
-pub fn queue_wait(parent: &TraceContext, sent_ms: i64, now_ms: i64) -> TraceContext {
-    #[cfg(feature = "otel")]
-    return super::otel::queue_wait(parent, sent_ms, now_ms);
-    #[cfg(not(feature = "otel"))]
-    {
-        let _ = (sent_ms, now_ms);
-        parent.child()
     }
 }
 

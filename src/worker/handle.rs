@@ -11,7 +11,7 @@ use crate::backend::QueueMessage;
 use crate::envelope::Envelope;
 use crate::sync::now_ms;
 use crate::telemetry::Metrics;
-use crate::telemetry::trace::{self, TraceContext};
+use crate::telemetry::trace::TraceContext;
 
 /// What to do with a message after handling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,13 +122,13 @@ impl Handler {
         let now = now_ms();
         let parent =
             TraceContext::from_attributes(&msg.attributes).map(|edge| match msg.sent_at_ms {
-                Some(sent) => trace::queue_wait(&edge, sent, now),
+                Some(sent) => crate::telemetry::queue_wait(&edge, sent, now),
                 None => edge,
             });
         if let Some(sent) = msg.sent_at_ms {
             span.record("queue_wait_ms", now.saturating_sub(sent).max(0));
         }
-        trace::continue_trace(&span, parent.as_ref());
+        crate::telemetry::continue_trace(&span, parent.as_ref());
         let (label, outcome) = self.handle_inner(msg).instrument(span.clone()).await;
         self.metrics
             .handle_duration
