@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, HistoryFrame, MessageFrame};
+use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, HistoryFrame};
 
-use super::{ActionError, Actions};
+use super::{ActionError, Actions, stored_frame};
 
 impl Actions {
     pub(super) async fn history(&self, env: &Envelope) -> Result<(), ActionError> {
@@ -26,20 +26,7 @@ impl Actions {
             .latest(&env.session_id, limit)
             .await
             .map_err(ActionError::backend("history"))?;
-        let messages = stored
-            .iter()
-            .map(|m| {
-                MessageFrame::new(
-                    &m.id,
-                    &m.session_id,
-                    &m.action,
-                    &m.sender,
-                    m.received_at,
-                    &m.payload,
-                )
-                .with_seq(m.seq)
-            })
-            .collect();
+        let messages = stored.iter().map(stored_frame).collect();
         // Only what cannot fit in one @connections post is left out (the
         // frame says `truncated`); one large message never empties it.
         let (_, bytes) = HistoryFrame::fitting(

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::backend::{Connections, Messages};
-use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, ErrorFrame};
+use crate::backend::{Connections, Messages, StoredMessage};
+use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, ErrorFrame, MessageFrame};
 
 /// Settings of the steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,4 +168,17 @@ fn log_report(step: &str, r: &FanoutReport) {
     } else {
         tracing::debug!(step, ok = r.ok, gone = r.gone, "fan-out finished");
     }
+}
+
+/// The `message` frame of a stored message, with its `seq` (history and resume).
+fn stored_frame(m: &StoredMessage) -> MessageFrame {
+    MessageFrame::new(
+        &m.id,
+        &m.session_id,
+        &m.action,
+        &m.sender,
+        m.received_at,
+        &m.payload,
+    )
+    .with_seq(m.seq)
 }

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, MessageFrame, ResumedFrame};
+use crate::envelope::{API_GATEWAY_MESSAGE_BYTES, Envelope, ResumedFrame};
 
-use super::{ActionError, Actions};
+use super::{ActionError, Actions, stored_frame};
 
 /// `data.since` of a resume request: a non-negative integer.
 fn since_of(payload: &Value) -> Result<u64, ActionError> {
@@ -51,21 +51,7 @@ impl Actions {
                 .iter()
                 .zip(since + 1..)
                 .all(|(m, want)| m.seq == Some(want));
-        let messages = read
-            .messages
-            .iter()
-            .map(|m| {
-                MessageFrame::new(
-                    &m.id,
-                    &m.session_id,
-                    &m.action,
-                    &m.sender,
-                    m.received_at,
-                    &m.payload,
-                )
-                .with_seq(m.seq)
-            })
-            .collect();
+        let messages = read.messages.iter().map(stored_frame).collect();
         let frame = ResumedFrame {
             kind: "resumed".into(),
             id: env.id.clone(),
