@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::backend::embedded::EmbeddedStore;
+use switchboard::backend::embedded::{EmbeddedQueue, EmbeddedStore};
 use switchboard::backend::{Connection, Connections, Queue, ReceiveRequest};
 use switchboard::handlers::{HandlerKind, HandlerSettings, Handlers};
 use switchboard::ops::migrate::Names;
@@ -76,8 +76,9 @@ fn peek() -> ReceiveRequest {
     }
 }
 
-#[tokio::test]
-async fn the_embedded_queue_keeps_the_trace_through_a_redrive_and_a_replay() {
+/// An in-memory embedded store with queue `q.fifo` (DLQ `q-dlq.fifo`) and
+/// connection `c1` of `room1`, and the edge handlers on them.
+async fn embedded_edge() -> (EmbeddedStore, EmbeddedQueue, EmbeddedQueue, Handlers) {
     let store = EmbeddedStore::in_memory().await.unwrap();
     let m = store
         .migrate(&Names {
@@ -97,6 +98,12 @@ async fn the_embedded_queue_keeps_the_trace_through_a_redrive_and_a_replay() {
         Arc::new(conns),
         HandlerSettings::default(),
     );
+    (store, queue, dlq, handlers)
+}
+
+#[tokio::test]
+async fn the_embedded_queue_keeps_the_trace_through_a_redrive_and_a_replay() {
+    let (_store, queue, dlq, handlers) = embedded_edge().await;
     let r = handlers
         .handle_json(HandlerKind::Send, &traced_frame("c1", "sendMessage"))
         .await
@@ -241,24 +248,7 @@ mod aws {
 #[cfg(feature = "lambda")]
 #[tokio::test]
 async fn the_send_function_continues_the_invocations_xray_trace() {
-    let store = EmbeddedStore::in_memory().await.unwrap();
-    let m = store
-        .migrate(&Names {
-            connections_table: "c".into(),
-            messages_table: "m".into(),
-            queue: "q.fifo".into(),
-            dlq: "q-dlq.fifo".into(),
-        })
-        .await
-        .unwrap();
-    let queue = store.queue(&m.queue_url).unwrap();
-    let conns = store.connections("c", None);
-    conns.put(&connection("c1", "room1")).await.unwrap();
-    let handlers = Handlers::new(
-        Arc::new(queue.clone()),
-        Arc::new(conns),
-        HandlerSettings::default(),
-    );
+    let (_store, queue, _dlq, handlers) = embedded_edge().await;
     let mut frame: serde_json::Value =
         serde_json::from_str(&traced_frame("c1", "sendMessage")).unwrap();
     frame["headers"] = serde_json::Value::Null;
