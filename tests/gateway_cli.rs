@@ -6,17 +6,18 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
+use support::embedded::TempDir;
 use support::ws::{connect, whoami};
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(support::unique("sb-gw-cli"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// The config file in a directory that is removed when the guard drops.
+fn write_config(name: &str, text: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("sb-gw-cli");
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 async fn run_to_exit(args: &[&str]) -> (i32, String) {
@@ -36,7 +37,7 @@ async fn run_to_exit(args: &[&str]) -> (i32, String) {
 
 #[tokio::test]
 async fn configuration_mistakes_exit_2_with_one_line() {
-    let path = write_config("gw.toml", "[limits]\nidle_timeout_secs = 5\nidel = 1\n");
+    let (_dir, path) = write_config("gw.toml", "[limits]\nidle_timeout_secs = 5\nidel = 1\n");
     let (code, stderr) = run_to_exit(&["gateway", "--config", path.to_str().unwrap()]).await;
     assert_eq!(code, 2, "{stderr}");
     let last = stderr.trim_end().lines().last().unwrap();
@@ -60,7 +61,7 @@ async fn configuration_mistakes_exit_2_with_one_line() {
 
 #[tokio::test]
 async fn serves_a_configured_api_until_sigterm() {
-    let path = write_config(
+    let (_dir, path) = write_config(
         "gw.toml",
         r#"
 [[routes]]
