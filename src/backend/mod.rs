@@ -308,6 +308,40 @@ pub trait Messages: Send + Sync + 'static {
     /// and the last `seq` is still `n - 1`. Returns whether it was written
     /// (false: nothing was written).
     async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool>;
+    /// The `store` step: stores `msg` after every message of its session
+    /// positioned at its `received_at` or later, with the session's next
+    /// `seq` (both set here), unless a message with its id is among those
+    /// (a redelivery, which keeps its `seq`). This default reads
+    /// ([`Messages::keys_since`]) and then writes conditionally
+    /// ([`Messages::put_sequenced`]), two round trips; a store that can do
+    /// both in one transaction overrides it. A write that loses the race to
+    /// another writer of the session fails with [`ErrorKind::Throttled`]
+    /// (the queue hands the message back and it is placed again).
+    async fn append(&self, mut msg: StoredMessage) -> Result<Appended> {
+        const OP: &str = "store";
+        let read = self.keys_since(&msg.session_id, msg.received_at).await?;
+        if let Some(seq) = read.seq_of(&msg.id) {
+            return Ok(Appended::Already(seq));
+        }
+        let seq = read.place(&mut msg);
+        if self.put_sequenced(&msg).await? {
+            return Ok(Appended::Stored(seq));
+        }
+        // Someone else wrote between the read and the write: a worker that
+        // stored this very message (then it has its seq now), or another
+        // message of the session (a lapsed visibility).
+        let again = self.keys_since(&msg.session_id, msg.received_at).await?;
+        again
+            .seq_of(&msg.id)
+            .map(Appended::Already)
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::Throttled,
+                    OP,
+                    "the session's seq moved while storing: retrying",
+                )
+            })
+    }
     /// For `resume`: the session's last `seq` and its live messages with a
     /// `seq` above `since`, oldest first — at most the newest `max` of them
     /// (strongly consistent).
@@ -321,6 +355,34 @@ pub struct StoredKeys {
     pub keys: Vec<StoredKey>,
     /// The session's last assigned `seq` (0: none yet).
     pub last_seq: u64,
+}
+
+impl StoredKeys {
+    /// `Some(its seq)` if message `id` is among the keys (`Some(None)` for one
+    /// stored before sequence numbers existed).
+    pub fn seq_of(&self, id: &str) -> Option<Option<u64>> {
+        self.keys.iter().find(|k| k.id == id).map(|k| k.seq)
+    }
+
+    /// Places `msg` after every key read and gives it the next `seq`, which
+    /// it returns.
+    pub fn place(&self, msg: &mut StoredMessage) -> u64 {
+        let newest = self.keys.iter().map(|k| k.position).max();
+        msg.position = Position::after(msg.received_at, newest);
+        let seq = self.last_seq + 1;
+        msg.seq = Some(seq);
+        seq
+    }
+}
+
+/// What [`Messages::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored now, with this `seq`.
+    Stored(u64),
+    /// Stored before (a redelivery), with the `seq` it got then (`None` for
+    /// a message stored before sequence numbers existed).
+    Already(Option<u64>),
 }
 
 /// What [`Messages::since_seq`] read.

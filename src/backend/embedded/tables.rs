@@ -14,8 +14,8 @@ use rusqlite::{Connection as Sql, OptionalExtension, Row, params};
 use super::db::Db;
 use super::error::sql_error;
 use crate::backend::{
-    BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, Resumable,
-    StoredKey, StoredKeys, StoredMessage,
+    Appended, BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result,
+    Resumable, StoredKey, StoredKeys, StoredMessage,
 };
 use crate::envelope::Sender;
 
@@ -388,32 +388,105 @@ fn insert_stored(
     .map_err(|e| sql_error(op, e))
 }
 
+/// Stores `m` (whose `seq` is `Some(n)`) and moves the session's last `seq`
+/// from `n - 1` to `n`, only if it is still `n - 1` and no message has `m`'s
+/// key; whether it was written.
+fn write_sequenced(
+    sql: &Sql,
+    op: &'static str,
+    table: &str,
+    m: &StoredMessage,
+    sender: &str,
+    payload: &str,
+) -> Result<bool> {
+    let seq = m.seq.ok_or_else(|| invalid(op, "the message has no seq"))?;
+    if last_seq(sql, op, table, &m.session_id)? != seq - 1 {
+        return Ok(false);
+    }
+    if !insert_stored(sql, op, table, m, sender, payload)? {
+        return Ok(false);
+    }
+    sql.prepare_cached(
+        "INSERT INTO message_seqs (tbl, session_id, last) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tbl, session_id) DO UPDATE SET last = excluded.last",
+    )
+    .and_then(|mut s| s.execute(params![table, m.session_id, seq as i64]))
+    .map_err(|e| sql_error(op, e))?;
+    Ok(true)
+}
+
+/// The keys of session `session`'s messages from sort key `from` on, in
+/// history order, and its last `seq`.
+fn read_keys(
+    sql: &Sql,
+    op: &'static str,
+    table: &str,
+    session: &str,
+    from: &str,
+) -> Result<StoredKeys> {
+    let rows: Vec<(String, Option<i64>)> = sql
+        .prepare_cached(
+            "SELECT sk, seq FROM stored_messages
+             WHERE tbl = ?1 AND session_id = ?2 AND sk >= ?3
+             ORDER BY sk",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![table, session, from], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(|e| sql_error(op, e))?;
+    let keys = rows
+        .iter()
+        .map(|(sk, seq)| {
+            let mut key = StoredKey::of_sort_key(op, Some(sk))?;
+            key.seq = seq.map(|s| s as u64);
+            Ok(key)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(StoredKeys {
+        keys,
+        last_seq: last_seq(sql, op, table, session)?,
+    })
+}
+
 #[async_trait]
 impl Messages for EmbeddedMessages {
     async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool> {
         const OP: &str = "embedded.TransactWriteItems(store)";
-        let seq = msg
-            .seq
-            .ok_or_else(|| invalid(OP, "the message has no seq"))?;
         let (sender, payload) = Self::encode(OP, msg)?;
         let (table, m) = (self.table.clone(), msg.clone());
         // One job is one savepoint: the counter check, the insert and the
         // counter update commit together or not at all.
         self.db
             .call(OP, move |sql: &Sql| {
-                if last_seq(sql, OP, &table, &m.session_id)? != seq - 1 {
-                    return Ok(false);
+                write_sequenced(sql, OP, &table, &m, &sender, &payload)
+            })
+            .await
+    }
+
+    /// The read and the conditional write in one job (one transaction): the
+    /// single connection serialises them, so nothing comes in between.
+    async fn append(&self, mut msg: StoredMessage) -> Result<Appended> {
+        const OP: &str = "embedded.TransactWriteItems(store)";
+        let (sender, payload) = Self::encode(OP, &msg)?;
+        let table = self.table.clone();
+        self.db
+            .call(OP, move |sql: &Sql| {
+                let from = Position::lower_bound(msg.received_at);
+                let read = read_keys(sql, OP, &table, &msg.session_id, &from)?;
+                if let Some(seq) = read.seq_of(&msg.id) {
+                    return Ok(Appended::Already(seq));
                 }
-                if !insert_stored(sql, OP, &table, &m, &sender, &payload)? {
-                    return Ok(false);
+                let seq = read.place(&mut msg);
+                if write_sequenced(sql, OP, &table, &msg, &sender, &payload)? {
+                    Ok(Appended::Stored(seq))
+                } else {
+                    Err(BackendError::new(
+                        ErrorKind::Throttled,
+                        OP,
+                        "the session's seq moved while storing: retrying",
+                    ))
                 }
-                sql.prepare_cached(
-                    "INSERT INTO message_seqs (tbl, session_id, last) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (tbl, session_id) DO UPDATE SET last = excluded.last",
-                )
-                .and_then(|mut s| s.execute(params![table, m.session_id, seq as i64]))
-                .map_err(|e| sql_error(OP, e))?;
-                Ok(true)
             })
             .await
     }
@@ -471,33 +544,7 @@ impl Messages for EmbeddedMessages {
             Position::lower_bound(from_ms),
         );
         self.db
-            .call(OP, move |sql| {
-                let rows: Vec<(String, Option<i64>)> = sql
-                    .prepare_cached(
-                        "SELECT sk, seq FROM stored_messages
-                         WHERE tbl = ?1 AND session_id = ?2 AND sk >= ?3
-                         ORDER BY sk",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![table, session, from], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .collect()
-                    })
-                    .map_err(|e| sql_error(OP, e))?;
-                let keys = rows
-                    .iter()
-                    .map(|(sk, seq)| {
-                        let mut key = StoredKey::of_sort_key(OP, Some(sk))?;
-                        key.seq = seq.map(|s| s as u64);
-                        Ok(key)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(StoredKeys {
-                    keys,
-                    last_seq: last_seq(sql, OP, &table, &session)?,
-                })
-            })
+            .call(OP, move |sql| read_keys(sql, OP, &table, &session, &from))
             .await
     }
 
