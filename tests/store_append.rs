@@ -117,8 +117,7 @@ async fn appends_in_order(table: &dyn Messages) {
     );
     assert_eq!(
         history(table).await,
-        [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
-            .map(|(id, seq)| (id.to_owned(), Some(seq)))
+        [("a", 1), ("b", 2), ("c", 3), ("d", 4)].map(|(id, seq)| (id.to_owned(), Some(seq)))
     );
 }
 

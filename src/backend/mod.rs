@@ -331,16 +331,13 @@ pub trait Messages: Send + Sync + 'static {
         // stored this very message (then it has its seq now), or another
         // message of the session (a lapsed visibility).
         let again = self.keys_since(&msg.session_id, msg.received_at).await?;
-        again
-            .seq_of(&msg.id)
-            .map(Appended::Already)
-            .ok_or_else(|| {
-                BackendError::new(
-                    ErrorKind::Throttled,
-                    OP,
-                    "the session's seq moved while storing: retrying",
-                )
-            })
+        again.seq_of(&msg.id).map(Appended::Already).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Throttled,
+                OP,
+                "the session's seq moved while storing: retrying",
+            )
+        })
     }
     /// For `resume`: the session's last `seq` and its live messages with a
     /// `seq` above `since`, oldest first — at most the newest `max` of them

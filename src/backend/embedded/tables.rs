@@ -431,8 +431,10 @@ fn read_keys(
              ORDER BY sk",
         )
         .and_then(|mut s| {
-            s.query_map(params![table, session, from], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            s.query_map(params![table, session, from], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
         .map_err(|e| sql_error(op, e))?;
     let keys = rows
