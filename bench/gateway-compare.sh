@@ -26,7 +26,9 @@ trap '[ -n "$DEV_PID" ] && kill "$DEV_PID" 2>/dev/null || true' EXIT
 run() { # run CHECKOUT MODE
   local port out
   port=$(free_port)
-  RUST_LOG=warn "$1/target/release/switchboard" dev --ephemeral --config "$CONFIG" \
+  # Presence events off (as bench/gateway.sh; the variable, not the flag,
+  # so that builds from before the flag still run).
+  SWITCHBOARD_PRESENCE_EVENTS=off RUST_LOG=warn "$1/target/release/switchboard" dev --ephemeral --config "$CONFIG" \
     --listen "127.0.0.1:$port" >/dev/null 2>&1 &
   DEV_PID=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done

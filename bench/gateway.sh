@@ -31,7 +31,10 @@ trap cleanup EXIT
 
 start_dev() {
   PORT=$(free_port)
-  SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev --ephemeral \
+  # Presence events off: with them on, the 1,000 members joining the
+  # broadcast session queue ~500,000 join frames (O(N²), docs/envelope.md)
+  # ahead of the first measured message.
+  SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev --ephemeral --presence-events off \
     --config bench/gateway.toml --listen "127.0.0.1:$PORT" >"$WORK/dev.out" 2>"$WORK/dev.log" &
   DEV_PID=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0; sleep 0.1; done
