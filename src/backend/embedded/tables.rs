@@ -326,9 +326,15 @@ fn last_seq(sql: &Sql, op: &'static str, table: &str, session: &str) -> Result<u
         .map_err(|e| sql_error(op, e))
 }
 
-impl EmbeddedMessages {
-    /// The row of `msg` with its checks: (sender JSON, payload JSON).
-    fn encode(op: &'static str, msg: &StoredMessage) -> Result<(String, String)> {
+/// A message with its JSON columns, checked like a DynamoDB item.
+struct Encoded {
+    msg: StoredMessage,
+    sender: String,
+    payload: String,
+}
+
+impl Encoded {
+    fn new(op: &'static str, msg: StoredMessage) -> Result<Encoded> {
         if msg.session_id.is_empty() {
             return Err(invalid(op, "sessionId must not be empty"));
         }
@@ -349,19 +355,17 @@ impl EmbeddedMessages {
                 ),
             ));
         }
-        Ok((sender, payload))
+        Ok(Encoded {
+            msg,
+            sender,
+            payload,
+        })
     }
 }
 
-/// Inserts `m` unless its key exists; whether it was inserted.
-fn insert_stored(
-    sql: &Sql,
-    op: &'static str,
-    table: &str,
-    m: &StoredMessage,
-    sender: &str,
-    payload: &str,
-) -> Result<bool> {
+/// Inserts `e` unless its key exists; whether it was inserted.
+fn insert_stored(sql: &Sql, op: &'static str, table: &str, e: &Encoded) -> Result<bool> {
+    let m = &e.msg;
     // Like `attribute_not_exists(sk)`: an item with this key, expired
     // or not, stays as it is.
     sql.prepare_cached(
@@ -377,9 +381,9 @@ fn insert_stored(
             m.sort_key(),
             m.id,
             m.action,
-            sender,
+            e.sender,
             m.received_at,
-            payload,
+            e.payload,
             m.expires_at,
             m.seq.map(|s| s as i64)
         ])
@@ -388,22 +392,16 @@ fn insert_stored(
     .map_err(|e| sql_error(op, e))
 }
 
-/// Stores `m` (whose `seq` is `Some(n)`) and moves the session's last `seq`
-/// from `n - 1` to `n`, only if it is still `n - 1` and no message has `m`'s
+/// Stores `e` (whose `seq` is `Some(n)`) and moves the session's last `seq`
+/// from `n - 1` to `n`, only if it is still `n - 1` and no message has its
 /// key; whether it was written.
-fn write_sequenced(
-    sql: &Sql,
-    op: &'static str,
-    table: &str,
-    m: &StoredMessage,
-    sender: &str,
-    payload: &str,
-) -> Result<bool> {
+fn write_sequenced(sql: &Sql, op: &'static str, table: &str, e: &Encoded) -> Result<bool> {
+    let m = &e.msg;
     let seq = m.seq.ok_or_else(|| invalid(op, "the message has no seq"))?;
     if last_seq(sql, op, table, &m.session_id)? != seq - 1 {
         return Ok(false);
     }
-    if !insert_stored(sql, op, table, m, sender, payload)? {
+    if !insert_stored(sql, op, table, e)? {
         return Ok(false);
     }
     sql.prepare_cached(
@@ -455,32 +453,29 @@ fn read_keys(
 impl Messages for EmbeddedMessages {
     async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool> {
         const OP: &str = "embedded.TransactWriteItems(store)";
-        let (sender, payload) = Self::encode(OP, msg)?;
-        let (table, m) = (self.table.clone(), msg.clone());
+        let (row, table) = (Encoded::new(OP, msg.clone())?, self.table.clone());
         // One job is one savepoint: the counter check, the insert and the
         // counter update commit together or not at all.
         self.db
-            .call(OP, move |sql: &Sql| {
-                write_sequenced(sql, OP, &table, &m, &sender, &payload)
-            })
+            .call(OP, move |sql: &Sql| write_sequenced(sql, OP, &table, &row))
             .await
     }
 
     /// The read and the conditional write in one job (one transaction): the
     /// single connection serialises them, so nothing comes in between.
-    async fn append(&self, mut msg: StoredMessage) -> Result<Appended> {
+    async fn append(&self, msg: StoredMessage) -> Result<Appended> {
         const OP: &str = "embedded.TransactWriteItems(store)";
-        let (sender, payload) = Self::encode(OP, &msg)?;
-        let table = self.table.clone();
+        let (mut row, table) = (Encoded::new(OP, msg)?, self.table.clone());
         self.db
             .call(OP, move |sql: &Sql| {
-                let from = Position::lower_bound(msg.received_at);
-                let read = read_keys(sql, OP, &table, &msg.session_id, &from)?;
-                if let Some(seq) = read.seq_of(&msg.id) {
+                let m = &row.msg;
+                let from = Position::lower_bound(m.received_at);
+                let read = read_keys(sql, OP, &table, &m.session_id, &from)?;
+                if let Some(seq) = read.seq_of(&m.id) {
                     return Ok(Appended::Already(seq));
                 }
-                let seq = read.place(&mut msg);
-                if write_sequenced(sql, OP, &table, &msg, &sender, &payload)? {
+                let seq = read.place(&mut row.msg);
+                if write_sequenced(sql, OP, &table, &row)? {
                     Ok(Appended::Stored(seq))
                 } else {
                     Err(BackendError::new(
@@ -529,12 +524,9 @@ impl Messages for EmbeddedMessages {
 
     async fn put_if_absent(&self, msg: &StoredMessage) -> Result<bool> {
         const OP: &str = "embedded.PutItem(messages)";
-        let (sender, payload) = Self::encode(OP, msg)?;
-        let (table, m) = (self.table.clone(), msg.clone());
+        let (row, table) = (Encoded::new(OP, msg.clone())?, self.table.clone());
         self.db
-            .call(OP, move |sql: &Sql| {
-                insert_stored(sql, OP, &table, &m, &sender, &payload)
-            })
+            .call(OP, move |sql: &Sql| insert_stored(sql, OP, &table, &row))
             .await
     }
 
