@@ -40,3 +40,21 @@ where
     };
     BackendError::new(kind, op, DisplayErrorContext(&err).to_string())
 }
+
+/// The outcome of a conditional write of operation `op`: `Ok(true)` if it
+/// was written, `Ok(false)` if its condition failed, else the classified error.
+pub(crate) fn written<T, E>(
+    op: &'static str,
+    res: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, BackendError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => match classify(op, e) {
+            err if err.kind == ErrorKind::ConditionFailed => Ok(false),
+            err => Err(err),
+        },
+    }
+}

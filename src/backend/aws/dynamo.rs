@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::classify;
+use super::{classify, written};
 use crate::backend::{
     BackendError, Connection, Connections, ErrorKind, Messages, Page, Position, Result, Resumable,
     StoredKey, StoredKeys, StoredMessage,
@@ -214,17 +214,7 @@ impl Connections for DynamoConnections {
             .expression_attribute_values(":s", s(&conn.session_id))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = classify("dynamodb.DeleteItem", e);
-                if err.kind == ErrorKind::ConditionFailed {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        written("dynamodb.DeleteItem", res)
     }
 
     async fn by_session(
@@ -289,6 +279,43 @@ impl DynamoMessages {
         DynamoMessages { client, table }
     }
 
+    /// Hands session `session_id`'s items to `visit` newest first (its
+    /// counter item first), read consistently `page` at a time, until `visit`
+    /// says `false` or the items end.
+    async fn newest_first(
+        &self,
+        op: &'static str,
+        session_id: &str,
+        page: usize,
+        mut visit: impl FnMut(&Item) -> Result<bool> + Send,
+    ) -> Result<()> {
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("sessionId = :s")
+                .expression_attribute_values(":s", s(session_id))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(i32::try_from(page).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+            for item in out.items() {
+                if !visit(item)? {
+                    return Ok(());
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(()),
+            }
+        }
+    }
+
     fn to_item(m: &StoredMessage) -> Item {
         let mut sender = Item::from([("connectionId".into(), s(&m.sender.connection_id))]);
         if let Some(u) = &m.sender.user_id {
@@ -350,17 +377,7 @@ impl Messages for DynamoMessages {
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = classify("dynamodb.PutItem", e);
-                if err.kind == ErrorKind::ConditionFailed {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        written("dynamodb.PutItem", res)
     }
 
     async fn put_sequenced(&self, msg: &StoredMessage) -> Result<bool> {
@@ -435,45 +452,25 @@ impl Messages for DynamoMessages {
         const OP: &str = "dynamodb.Query(messages resume)";
         let now = crate::sync::now_secs();
         let mut out = Resumable::default();
-        let mut start: Option<Item> = None;
-        // Backwards from the counter item (the last key), one consistent read:
         // seq grows with the sort key, so the messages above `since` are the
         // newest ones; stop at the first at or below it.
-        'pages: loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("sessionId = :s")
-                .expression_attribute_values(":s", s(session_id))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit((max.min(999) + 2) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in page.items() {
-                if is_counter(item) {
-                    out.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
-                    continue;
-                }
-                let Some(seq) = get_u(item, "seq") else {
-                    break 'pages;
-                };
-                if seq <= since || out.messages.len() >= max {
-                    break 'pages;
-                }
-                let m = Self::from_item(OP, item)?;
-                if m.expires_at > now {
-                    out.messages.push(m);
-                }
+        self.newest_first(OP, session_id, max.min(999) + 2, |item| {
+            if is_counter(item) {
+                out.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
+                return Ok(true);
             }
-            match page.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
+            match get_u(item, "seq") {
+                Some(seq) if seq > since && out.messages.len() < max => {
+                    let m = Self::from_item(OP, item)?;
+                    if m.expires_at > now {
+                        out.messages.push(m);
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
             }
-        }
+        })
+        .await?;
         out.messages.reverse();
         Ok(out)
     }
@@ -481,39 +478,25 @@ impl Messages for DynamoMessages {
     async fn latest(&self, session_id: &str, limit: usize) -> Result<Vec<StoredMessage>> {
         const OP: &str = "dynamodb.Query(messages)";
         let now = crate::sync::now_secs();
-        let mut out_items = Vec::new();
-        let mut start: Option<Item> = None;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         // Expired items may still be returned by DynamoDB; skip them and read on
-        // until `limit` live ones (or the end).
-        while out_items.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("sessionId = :s")
-                .expression_attribute_values(":s", s(session_id))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                // One more: the session's counter item comes first.
-                .limit((limit - out_items.len() + 1) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items().iter().filter(|i| !is_counter(i)) {
+        // until `limit` live ones (or the end). One more per page: the
+        // session's counter item comes first.
+        self.newest_first(OP, session_id, limit.saturating_add(1), |item| {
+            if !is_counter(item) {
                 let m = Self::from_item(OP, item)?;
                 if m.expires_at > now {
-                    out_items.push(m);
+                    out.push(m);
                 }
             }
-            match out.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
-            }
-        }
-        out_items.truncate(limit);
-        out_items.reverse();
-        Ok(out_items)
+            Ok(out.len() < limit)
+        })
+        .await?;
+        out.reverse();
+        Ok(out)
     }
 
     async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<StoredKeys> {

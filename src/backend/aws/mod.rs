@@ -15,7 +15,7 @@ pub use dynamo::{DynamoConnections, DynamoMessages};
 pub use push::{ApiGatewayPush, Clock, LeanPush};
 pub use sqs::SqsQueue;
 
-pub(crate) use classify::classify;
+pub(crate) use classify::{classify, written};
 
 use std::time::Duration;
 
