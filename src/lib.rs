@@ -33,7 +33,8 @@
 //!   the running parts (and each command's wiring).
 //! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
 //!   poison-tolerant lock and the wall clock), [`clock`] (calendar dates and
-//!   the time formats API Gateway and SigV4 use).
+//!   the time formats API Gateway and SigV4 use), `tls` (the rustls set-up of
+//!   every outgoing HTTPS client).
 
 pub mod actions;
 pub mod app;
@@ -49,6 +50,7 @@ pub mod migrations;
 pub mod ops;
 pub mod sync;
 pub mod telemetry;
+pub(crate) mod tls;
 pub mod usage;
 pub mod worker;
 pub mod worker_config;

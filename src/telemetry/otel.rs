@@ -71,20 +71,7 @@ impl ExportClient {
         std::thread::Builder::new()
             .name("otlp-export".into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider.clone())
-        {
-            Ok(b) => b,
-            Err(_) => {
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(std::io::Error::other)?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-            }
-        };
+        let builder = crate::tls::connector_builder("OTLP endpoints");
         let connector = builder.https_or_http().enable_http1().build();
         Ok(ExportClient {
             http: Client::builder(TokioExecutor::new()).build(connector),

@@ -243,21 +243,7 @@ fn decoding_key(jwk: Option<Jwk>) -> Result<Option<DecodingKey>, AuthorizerError
 /// An HTTP(S) client on the rustls + aws-lc-rs stack the AWS SDK already
 /// builds, trusting the platform's roots (none found: https fails, http works).
 fn https_client() -> HttpsClient {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no platform root certificates: https JWKS URLs will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("aws-lc-rs supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
+    let builder = crate::tls::connector_builder("JWKS URLs");
     let connector = builder.https_or_http().enable_http1().build();
     Client::builder(TokioExecutor::new()).build(connector)
 }

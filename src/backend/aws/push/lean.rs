@@ -795,21 +795,7 @@ fn credentials_error(e: &CredentialsError) -> BackendError {
 /// A pooled keep-alive HTTP/1.1 client for `http://` and `https://` (rustls
 /// on aws-lc-rs, the platform's roots: the stack the SDK already builds).
 fn https_client(connect_timeout: Duration) -> HttpsClient {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no platform root certificates: https @connections endpoints will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("aws-lc-rs supports the default TLS versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
+    let builder = crate::tls::connector_builder("@connections endpoints");
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
