@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::cdp::{Browser, Page};
-use switchboard::app::{DevConfig, run_dev};
+use support::dev::Dev;
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::gateway::GatewayConfig;
 
@@ -37,25 +37,13 @@ async fn open_connected(browser: &mut Browser, base: &str, session: &str, name: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = DevConfig {
-        gateway: GatewayConfig {
-            // As `switchboard dev` runs by default.
-            presence_events: true,
-            ..GatewayConfig::default()
-        },
-        pipelines: Default::default(),
+    let gateway = GatewayConfig {
+        // As `switchboard dev` runs by default.
+        presence_events: true,
+        ..GatewayConfig::default()
     };
-    let dev = tokio::spawn(run_dev(
-        config,
-        EmbeddedStore::in_memory().await.unwrap(),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let dev = Dev::start(gateway, EmbeddedStore::in_memory().await.unwrap()).await;
+    let base = format!("http://{}", dev.addr);
 
     let mut browser = Browser::launch().await;
     let alice = open_connected(&mut browser, &base, "room1", "alice").await;
@@ -188,10 +176,5 @@ async fn two_pages_in_one_session_exchange_a_message_through_the_dom() {
     assert_eq!(all.as_array().unwrap().len(), 14, "no duplicate: {all}");
 
     browser.close().await;
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), dev)
-        .await
-        .expect("dev stopped")
-        .unwrap()
-        .unwrap();
+    dev.stop().await;
 }

@@ -6,53 +6,12 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use support::dev::Dev;
 use support::embedded::TempDir;
 use support::ws::{self, Client};
-use switchboard::app::{DevConfig, run_dev};
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::backend::{Connection, Connections};
 use switchboard::gateway::GatewayConfig;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Dev {
-    addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    join: JoinHandle<Result<(), switchboard::Error>>,
-}
-
-impl Dev {
-    async fn start(store: EmbeddedStore) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let config = DevConfig {
-            gateway: GatewayConfig::default(),
-            pipelines: Default::default(),
-        };
-        let join = tokio::spawn(run_dev(config, store, listener, async {
-            let _ = rx.await;
-        }));
-        Dev {
-            addr,
-            stop: Some(tx),
-            join,
-        }
-    }
-
-    fn url(&self, session: &str) -> String {
-        format!("ws://{}/dev?session={session}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), &mut self.join)
-            .await
-            .expect("dev stopped in time")
-            .unwrap()
-            .expect("dev result");
-    }
-}
 
 fn say(text: &str) -> String {
     serde_json::json!({"action": "sendMessage", "data": {"text": text}}).to_string()
@@ -70,7 +29,7 @@ async fn next_message(c: &mut Client) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_get_their_own_session_only_in_send_order_with_ids() {
-    let dev = Dev::start(EmbeddedStore::in_memory().await.unwrap()).await;
+    let dev = Dev::in_memory().await;
     let mut a: Vec<Client> = Vec::new();
     for _ in 0..3 {
         a.push(ws::connect(&dev.url("room-a")).await);
@@ -119,7 +78,7 @@ async fn members_get_their_own_session_only_in_send_order_with_ids() {
 async fn closing_removes_the_record_and_a_vanished_connection_is_pruned_by_410() {
     let store = EmbeddedStore::in_memory().await.unwrap();
     let table = store.connections("switchboard-connections", None);
-    let dev = Dev::start(store.clone()).await;
+    let dev = Dev::start(GatewayConfig::default(), store.clone()).await;
     let mut c1 = ws::connect(&dev.url("room")).await;
     let mut c2 = ws::connect(&dev.url("room")).await;
     ws::send(&mut c2, say("hello from c2")).await;
@@ -177,7 +136,11 @@ async fn closing_removes_the_record_and_a_vanished_connection_is_pruned_by_410()
 async fn a_restart_mid_stream_loses_no_queued_message() {
     let dir = TempDir::new("dev-restart");
     const N: usize = 80;
-    let dev = Dev::start(EmbeddedStore::open(dir.path()).await.unwrap()).await;
+    let dev = Dev::start(
+        GatewayConfig::default(),
+        EmbeddedStore::open(dir.path()).await.unwrap(),
+    )
+    .await;
     let mut a = ws::connect(&dev.url("room")).await;
     for i in 0..N {
         ws::send(&mut a, say(&format!("m{i:02}"))).await;
@@ -193,7 +156,11 @@ async fn a_restart_mid_stream_loses_no_queued_message() {
     }
     dev.stop().await;
 
-    let dev = Dev::start(EmbeddedStore::open(dir.path()).await.unwrap()).await;
+    let dev = Dev::start(
+        GatewayConfig::default(),
+        EmbeddedStore::open(dir.path()).await.unwrap(),
+    )
+    .await;
     let mut b = ws::connect(&dev.url("room")).await;
     // Queued behind whatever was left: answered once all of it is stored.
     ws::send(&mut b, r#"{"action":"history","data":{"limit":100}}"#).await;

@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use serde_json::{Value, json};
+use support::dev::Dev;
 use support::process::metric;
 use support::ws::{Client, connect, next_json};
-use switchboard::app::{DevConfig, run_dev};
-use switchboard::backend::embedded::EmbeddedStore;
-use switchboard::gateway::GatewayConfig;
 use switchboard::handlers::{WebSocketEvent, envelope_for};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -56,18 +54,9 @@ fn edge_answer(body: &str) -> Option<(u16, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_size_near_the_limit_is_delivered_or_refused_at_once() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = DevConfig {
-        gateway: GatewayConfig::default(),
-        pipelines: Default::default(),
-    };
-    let store = EmbeddedStore::in_memory().await.unwrap();
-    let dev = tokio::spawn(run_dev(config, store, listener, async {
-        let _ = stopped.await;
-    }));
-    let mut c = connect(&format!("ws://{addr}/dev?session=boundary")).await;
+    let dev = Dev::in_memory().await;
+    let addr = dev.addr;
+    let mut c = connect(&dev.url("boundary")).await;
 
     let (mut delivered, mut refused, mut at_edge) = (0, 0, 0);
     for size in 130_800..=131_072usize {
@@ -103,10 +92,5 @@ async fn every_size_near_the_limit_is_delivered_or_refused_at_once() {
     // Nothing was dead-lettered, and the queue is drained.
     let dead = metric(addr, "/metrics", "switchboard_dead_letters_total").await;
     assert_eq!(dead, 0.0);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), dev)
-        .await
-        .expect("dev stopped")
-        .unwrap()
-        .unwrap();
+    dev.stop().await;
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::aws::{self, spawn_worker, worker_config};
-use support::ws::{Client, TestGateway, connect, send};
+use support::ws::{Client, connect, send};
 use switchboard::backend::Connections;
-use switchboard::gateway::{GatewayConfig, HandlerBackend};
+use switchboard::gateway::GatewayConfig;
 
 /// The worker long-polls moto (slow under load): allow for it.
 const DELIVERY: Duration = Duration::from_secs(60);
@@ -36,14 +36,7 @@ async fn members_of_a_session_receive_its_messages_and_no_one_else_does() {
     let stack = aws::migrated_stack(&backend, "e2e").await;
     let conns: Arc<dyn Connections> =
         Arc::new(backend.connections(&stack.names.connections_table, None));
-    let gw = TestGateway::start(
-        GatewayConfig::default(),
-        Some(HandlerBackend {
-            queue: Arc::new(backend.queue(&stack.queue_url)),
-            connections: conns.clone(),
-        }),
-    )
-    .await;
+    let gw = aws::gateway(&backend, &stack, GatewayConfig::default()).await;
     let worker = spawn_worker(&backend, worker_config(&stack, &gw.endpoint("dev"), &[])).await;
 
     let room_a = support::unique("room-a");

@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use serde_json::{Value, json};
+use support::dev::Dev;
 use support::ws::{Client, connect, next_json};
-use switchboard::app::{DevConfig, run_dev};
-use switchboard::backend::embedded::EmbeddedStore;
-use switchboard::gateway::GatewayConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -79,18 +77,8 @@ async fn history(c: &mut Client) -> (Vec<String>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_oversized_message_is_left_out_and_the_rest_stay() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = DevConfig {
-        gateway: GatewayConfig::default(),
-        pipelines: Default::default(),
-    };
-    let store = EmbeddedStore::in_memory().await.unwrap();
-    let dev = tokio::spawn(run_dev(config, store, listener, async {
-        let _ = stopped.await;
-    }));
-    let mut c = connect(&format!("ws://{addr}/dev?session=hist")).await;
+    let dev = Dev::in_memory().await;
+    let mut c = connect(&dev.url("hist")).await;
 
     say(&mut c, json!({"text": "A-small"})).await;
     // Delivered live (its message frame fits), too large for a history frame.
@@ -102,10 +90,5 @@ async fn one_oversized_message_is_left_out_and_the_rest_stay() {
         (vec!["A-small".to_owned(), "C-small".to_owned()], true)
     );
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), dev)
-        .await
-        .expect("dev stopped")
-        .unwrap()
-        .unwrap();
+    dev.stop().await;
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use support::dev::Dev;
 use support::embedded::TempDir;
 use support::secure::parse;
 use support::ws::{connect, next_json, send};
-use switchboard::app::{DevConfig, dev_config, run_dev};
+use switchboard::app::dev_config;
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::cli::{Cli, Command};
 
@@ -25,17 +26,8 @@ async fn the_dev_worker_signs_with_the_gateways_credentials() {
         &files,
         &[("SB_DEV_SECRET", "dev-secret-for-the-test")],
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = DevConfig {
-        gateway,
-        pipelines: Default::default(),
-    };
-    let store = EmbeddedStore::in_memory().await.unwrap();
-    let dev = tokio::spawn(run_dev(config, store, listener, async {
-        let _ = stopped.await;
-    }));
+    let dev = Dev::start(gateway, EmbeddedStore::in_memory().await.unwrap()).await;
+    let addr = dev.addr;
 
     let room = support::unique("room");
     let mut a = connect(&format!("ws://{addr}/dev?session={room}")).await;
@@ -75,12 +67,7 @@ async fn the_dev_worker_signs_with_the_gateways_credentials() {
     };
     assert_eq!(status, 403);
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), dev)
-        .await
-        .expect("dev stopped")
-        .unwrap()
-        .unwrap();
+    dev.stop().await;
 }
 
 #[test]

@@ -6,72 +6,41 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use support::dev::Dev;
 use support::process::metric;
 use support::sessions::{
-    bad_resumes_are_refused, messages, next_of, resume_after_reconnect, resume_all, say, seq_texts,
+    bad_resumes_are_refused, messages, next_of, now_secs, resume_after_reconnect, resume_all, say,
+    seq_texts, stored,
 };
 use support::ws::{Client, connect, send};
-use switchboard::app::{DevConfig, run_dev};
+use switchboard::backend::Messages;
 use switchboard::backend::embedded::EmbeddedStore;
-use switchboard::backend::{Messages, Position, StoredMessage};
-use switchboard::envelope::Sender;
 use switchboard::gateway::GatewayConfig;
-use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-struct Dev {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<Result<(), switchboard::Error>>,
-}
-
-impl Dev {
-    async fn start(store: EmbeddedStore, presence_events: bool) -> Dev {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let config = DevConfig {
-            gateway: GatewayConfig {
-                presence_events,
-                ..GatewayConfig::default()
-            },
-            pipelines: Default::default(),
-        };
-        let task = tokio::spawn(run_dev(config, store, listener, async {
-            let _ = stopped.await;
-        }));
-        Dev { addr, stop, task }
-    }
-
-    fn url(&self, session: &str) -> String {
-        format!("ws://{}/dev?session={session}", self.addr)
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(DEADLINE, self.task)
-            .await
-            .expect("dev stopped")
-            .unwrap()
-            .unwrap();
-    }
+/// `dev` on `store`, presence events on or off.
+async fn start(store: EmbeddedStore, presence_events: bool) -> Dev {
+    let gateway = GatewayConfig {
+        presence_events,
+        ..GatewayConfig::default()
+    };
+    Dev::start(gateway, store).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_resumes_exactly_what_it_missed() {
-    let dev = Dev::start(EmbeddedStore::in_memory().await.unwrap(), false).await;
+    let dev = start(EmbeddedStore::in_memory().await.unwrap(), false).await;
     resume_after_reconnect(&dev.url(&support::unique("resume")), DEADLINE).await;
     dev.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_over_128_kib_comes_in_several_frames_with_more() {
-    let dev = Dev::start(EmbeddedStore::in_memory().await.unwrap(), false).await;
+    let dev = start(EmbeddedStore::in_memory().await.unwrap(), false).await;
     let mut c = connect(&dev.url("big")).await;
     // 8 × 30,000 bytes: about 240 KB, two or more frames.
     let big = |i: usize| format!("{i}-{}", "x".repeat(30_000));
@@ -93,32 +62,11 @@ async fn a_resume_over_128_kib_comes_in_several_frames_with_more() {
     dev.stop().await;
 }
 
-/// A stored message of session `s` with `seq`, expired or not.
-fn stored(s: &str, seq: u64, expires_at: i64) -> StoredMessage {
-    StoredMessage {
-        session_id: s.into(),
-        id: format!("m{seq}"),
-        action: "sendMessage".into(),
-        sender: Sender {
-            connection_id: "old".into(),
-            user_id: None,
-        },
-        received_at: 1_700_000_000_000 + seq as i64,
-        position: Position::at(1_700_000_000_000 + seq as i64),
-        payload: json!({"text": format!("m{seq}")}),
-        expires_at,
-        seq: Some(seq),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_past_retention_says_complete_false_and_bad_input_is_refused() {
     let store = EmbeddedStore::in_memory().await.unwrap();
     let table = store.messages("switchboard-messages");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = now_secs();
     // Messages 1 and 2 are past their TTL, 3 to 5 are kept.
     for seq in 1..=5 {
         let expires = if seq <= 2 { now - 10 } else { now + 3600 };
@@ -136,7 +84,7 @@ async fn a_resume_past_retention_says_complete_false_and_bad_input_is_refused() 
             .await
             .unwrap()
     );
-    let dev = Dev::start(store, false).await;
+    let dev = start(store, false).await;
     let mut c = connect(&dev.url("kept")).await;
 
     let r = resume_all(&mut c, 0, DEADLINE).await;
@@ -167,7 +115,7 @@ async fn presence(c: &mut Client) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_lists_the_members_and_join_leave_reach_the_others() {
-    let dev = Dev::start(EmbeddedStore::in_memory().await.unwrap(), true).await;
+    let dev = start(EmbeddedStore::in_memory().await.unwrap(), true).await;
     let room = support::unique("room");
     let mut a = connect(&dev.url(&room)).await;
     let mut b = connect(&dev.url(&room)).await;
@@ -205,7 +153,7 @@ async fn presence_lists_the_members_and_join_leave_reach_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mass_close_yields_one_leave_event_per_connection() {
-    let dev = Dev::start(EmbeddedStore::in_memory().await.unwrap(), true).await;
+    let dev = start(EmbeddedStore::in_memory().await.unwrap(), true).await;
     let leaves = "switchboard_presence_events_total{event=\"leave\",outcome=\"announced\"}";
     let joins = "switchboard_presence_events_total{event=\"join\",outcome=\"announced\"}";
     // 1,000 connections in 20 sessions of 50.

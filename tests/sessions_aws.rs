@@ -8,18 +8,16 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use support::aws::{self, spawn_worker, worker_config};
 use support::sessions::{
-    bad_resumes_are_refused, next_of, resume_after_reconnect, resume_all, seq_texts,
+    bad_resumes_are_refused, next_of, now_secs, resume_after_reconnect, resume_all, seq_texts,
+    stored,
 };
 use support::ws::{TestGateway, connect, send};
-use switchboard::backend::{Connections, Messages, Position, StoredMessage};
-use switchboard::envelope::Sender;
-use switchboard::gateway::{GatewayConfig, HandlerBackend};
+use switchboard::backend::Messages;
+use switchboard::gateway::GatewayConfig;
 
 /// The worker long-polls moto (slow under load): allow for it.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -29,19 +27,11 @@ async fn gateway(
     stack: &aws::Stack,
     presence_events: bool,
 ) -> TestGateway {
-    let conns: Arc<dyn Connections> =
-        Arc::new(backend.connections(&stack.names.connections_table, None));
-    TestGateway::start(
-        GatewayConfig {
-            presence_events,
-            ..GatewayConfig::default()
-        },
-        Some(HandlerBackend {
-            queue: Arc::new(backend.queue(&stack.queue_url)),
-            connections: conns,
-        }),
-    )
-    .await
+    let config = GatewayConfig {
+        presence_events,
+        ..GatewayConfig::default()
+    };
+    aws::gateway(backend, stack, config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -75,33 +65,26 @@ async fn sequencing_is_atomic_and_a_resume_past_retention_is_not_complete() {
     let backend = aws::backend().await;
     let stack = aws::migrated_stack(&backend, "retention").await;
     let table = backend.messages(&stack.names.messages_table);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let stored = |seq: u64, expires_at: i64| StoredMessage {
-        session_id: "kept".into(),
-        id: format!("m{seq}"),
-        action: "sendMessage".into(),
-        sender: Sender {
-            connection_id: "old".into(),
-            user_id: None,
-        },
-        received_at: 1_700_000_000_000 + seq as i64,
-        position: Position::at(1_700_000_000_000 + seq as i64),
-        payload: json!({"text": format!("m{seq}")}),
-        expires_at,
-        seq: Some(seq),
-    };
+    let now = now_secs();
     // DynamoDB's TTL deletes late (moto never): 1 and 2 are expired, not gone.
     for seq in 1..=4 {
         let expires = if seq <= 2 { now - 10 } else { now + 3600 };
-        assert!(table.put_sequenced(&stored(seq, expires)).await.unwrap());
+        assert!(
+            table
+                .put_sequenced(&stored("kept", seq, expires))
+                .await
+                .unwrap()
+        );
     }
     // The counter is checked with the message: a stale expected seq, or a
     // message key that exists, writes nothing.
-    assert!(!table.put_sequenced(&stored(4, now + 3600)).await.unwrap());
-    let mut other = stored(3, now + 3600);
+    assert!(
+        !table
+            .put_sequenced(&stored("kept", 4, now + 3600))
+            .await
+            .unwrap()
+    );
+    let mut other = stored("kept", 3, now + 3600);
     other.id = "m3-again".into();
     assert!(!table.put_sequenced(&other).await.unwrap());
     let keys = table.keys_since("kept", 0).await.unwrap();

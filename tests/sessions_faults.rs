@@ -100,14 +100,10 @@ async fn seq_stays_contiguous_across_a_kill_9_of_dev() {
 
 #[cfg(feature = "aws-tests")]
 mod on_moto {
-    use std::sync::Arc;
-
     use super::*;
     use support::aws;
     use support::process::Proc;
-    use support::ws::TestGateway;
-    use switchboard::backend::Connections;
-    use switchboard::gateway::{GatewayConfig, HandlerBackend};
+    use switchboard::gateway::GatewayConfig;
 
     fn worker(stack: &aws::Stack, callback: &str) -> Proc {
         let args: Vec<String> = [
@@ -154,16 +150,7 @@ mod on_moto {
     async fn seq_stays_contiguous_across_a_kill_9_of_the_worker() {
         let backend = aws::backend().await;
         let stack = aws::migrated_stack(&backend, "seq-kill").await;
-        let conns: Arc<dyn Connections> =
-            Arc::new(backend.connections(&stack.names.connections_table, None));
-        let gw = TestGateway::start(
-            GatewayConfig::default(),
-            Some(HandlerBackend {
-                queue: Arc::new(backend.queue(&stack.queue_url)),
-                connections: conns,
-            }),
-        )
-        .await;
+        let gw = aws::gateway(&backend, &stack, GatewayConfig::default()).await;
         let callback = gw.endpoint("dev");
         let w = worker(&stack, &callback);
         w.log_line(DEADLINE, "worker started").await;

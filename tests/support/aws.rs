@@ -100,6 +100,24 @@ pub async fn migrated_stack(backend: &AwsBackend, prefix: &str) -> Stack {
     }
 }
 
+/// A gateway on 127.0.0.1 whose builtin handlers use `stack`'s queue and
+/// connections table on `backend`.
+pub async fn gateway(
+    backend: &AwsBackend,
+    stack: &Stack,
+    config: switchboard::gateway::GatewayConfig,
+) -> super::ws::TestGateway {
+    let connections = backend.connections(&stack.names.connections_table, None);
+    super::ws::TestGateway::start(
+        config,
+        Some(switchboard::gateway::HandlerBackend {
+            queue: std::sync::Arc::new(backend.queue(&stack.queue_url)),
+            connections: std::sync::Arc::new(connections),
+        }),
+    )
+    .await
+}
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

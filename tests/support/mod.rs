@@ -10,6 +10,7 @@
 pub mod cdp;
 pub mod connections_server;
 pub mod console;
+pub mod dev;
 pub mod embedded;
 pub mod fixtures;
 pub mod gateway;

@@ -7,7 +7,37 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use switchboard::backend::{Position, StoredMessage};
+use switchboard::envelope::Sender;
+
 use super::ws::{Client, connect, send};
+
+/// Now, epoch seconds (the unit of a stored message's TTL).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Message `m{seq}` of session `session`, stored with `seq` (received 1 ms
+/// after the one before), live until `expires_at` (epoch seconds).
+pub fn stored(session: &str, seq: u64, expires_at: i64) -> StoredMessage {
+    StoredMessage {
+        session_id: session.into(),
+        id: format!("m{seq}"),
+        action: "sendMessage".into(),
+        sender: Sender {
+            connection_id: "old".into(),
+            user_id: None,
+        },
+        received_at: 1_700_000_000_000 + seq as i64,
+        position: Position::at(1_700_000_000_000 + seq as i64),
+        payload: json!({"text": format!("m{seq}")}),
+        expires_at,
+        seq: Some(seq),
+    }
+}
 
 /// The next frame of type `kind` within `deadline`, skipping other types
 /// (join/leave, history, ...). Panics on close or timeout.
