@@ -107,7 +107,10 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
                     continue;
                 }
                 let sent: u128 = f["payload"]["sentUs"].as_str().unwrap().parse().unwrap();
-                lat.lock().unwrap().push((now - sent) as f64 / 1000.0);
+                let round = f["payload"]["seq"].as_u64().unwrap();
+                lat.lock()
+                    .unwrap()
+                    .push((round, (now - sent) as f64 / 1000.0));
                 got += 1;
             }
         }));
@@ -124,14 +127,29 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let all = latencies.lock().unwrap().clone();
+    let sorted = |keep: &dyn Fn(u64) -> bool| {
+        let mut l: Vec<f64> = all
+            .iter()
+            .filter(|(r, _)| keep(*r))
+            .map(|(_, ms)| *ms)
+            .collect();
+        l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        l
+    };
+    let l = sorted(&|_| true);
+    // The first round also opens the worker's keep-alive connections to the
+    // @connections API (up to --fanout-concurrency of them): shown apart.
+    let first = sorted(&|r| r == 0);
+    let warm = sorted(&|r| r > 0);
     println!(
-        "broadcast members={members} rounds={rounds} received={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        "broadcast members={members} rounds={rounds} received={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_round_max_ms={:.2} warm_p99_ms={:.2}",
         l.len(),
         percentile(&l, 0.5),
         percentile(&l, 0.99),
-        l.last().copied().unwrap_or(f64::NAN)
+        l.last().copied().unwrap_or(f64::NAN),
+        first.last().copied().unwrap_or(f64::NAN),
+        percentile(&warm, 0.99),
     );
 }
 
