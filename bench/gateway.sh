@@ -7,6 +7,7 @@
 #     send → every member received), p50/p99 over 50 messages,
 #   - sustained messages/s from 100 clients (each in its own session, up to 8
 #     messages in flight, every message echoed back through queue and worker),
+#     in memory (--ephemeral) and on the durable store (--data-dir),
 #   - paced: 100 clients × 10 messages/s for 30 s, every message echoed back:
 #     how many were lost, p50/p99 end-to-end latency.
 #
@@ -29,12 +30,16 @@ DEV_PID=""
 cleanup() { [ -n "$DEV_PID" ] && kill "$DEV_PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# start_dev [STORE_FLAGS...]: default --ephemeral (in memory); the durable
+# sustained case passes --data-dir DIR (SQLite, every commit fsync'd).
 start_dev() {
   PORT=$(free_port)
+  local store=("$@")
+  [ ${#store[@]} -gt 0 ] || store=(--ephemeral)
   # Presence events off: with them on, the 1,000 members joining the
   # broadcast session queue ~500,000 join frames (O(N²), docs/envelope.md)
   # ahead of the first measured message.
-  SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev --ephemeral --presence-events off \
+  SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev "${store[@]}" --presence-events off \
     --config bench/gateway.toml --listen "127.0.0.1:$PORT" >"$WORK/dev.out" 2>"$WORK/dev.log" &
   DEV_PID=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0; sleep 0.1; done
@@ -73,6 +78,14 @@ start_dev
 S=$("${LOAD[@]}" sustained "ws://127.0.0.1:$PORT/dev" 100 10 | tail -1)
 echo "$S"
 ROWS+=("$(printf '| %s | %s | sustained, 100 clients | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$S")")
+stop_dev
+
+# The same through the durable store `dev` runs on by default (a state
+# directory; each group commit is an fsync).
+start_dev --data-dir "$WORK/state"
+S=$("${LOAD[@]}" sustained "ws://127.0.0.1:$PORT/dev" 100 10 | tail -1)
+echo "durable: $S"
+ROWS+=("$(printf '| %s | %s | sustained, 100 clients, durable (--data-dir) | %s |' "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$S")")
 stop_dev
 
 start_dev
