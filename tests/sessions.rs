@@ -12,11 +12,10 @@ use serde_json::Value;
 use support::dev::Dev;
 use support::process::metric;
 use support::sessions::{
-    bad_resumes_are_refused, messages, next_of, now_secs, resume_after_reconnect, resume_all, say,
-    seq_texts, stored,
+    bad_resumes_are_refused, messages, next_of, resume_after_reconnect, resume_all, say, seq_texts,
+    store_kept_past_retention,
 };
 use support::ws::{Client, connect, send};
-use switchboard::backend::Messages;
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::gateway::GatewayConfig;
 
@@ -66,24 +65,8 @@ async fn a_resume_over_128_kib_comes_in_several_frames_with_more() {
 async fn a_resume_past_retention_says_complete_false_and_bad_input_is_refused() {
     let store = EmbeddedStore::in_memory().await.unwrap();
     let table = store.messages("switchboard-messages");
-    let now = now_secs();
     // Messages 1 and 2 are past their TTL, 3 to 5 are kept.
-    for seq in 1..=5 {
-        let expires = if seq <= 2 { now - 10 } else { now + 3600 };
-        assert!(
-            table
-                .put_sequenced(&stored("kept", seq, expires))
-                .await
-                .unwrap()
-        );
-    }
-    // A stale counter is refused: nothing written.
-    assert!(
-        !table
-            .put_sequenced(&stored("kept", 5, now + 3600))
-            .await
-            .unwrap()
-    );
+    store_kept_past_retention(&table, 5).await;
     let dev = start(store, false).await;
     let mut c = connect(&dev.url("kept")).await;
 

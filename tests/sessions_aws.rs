@@ -13,7 +13,7 @@ use std::time::Duration;
 use support::aws::{self, spawn_worker, worker_config};
 use support::sessions::{
     bad_resumes_are_refused, next_of, now_secs, resume_after_reconnect, resume_all, seq_texts,
-    stored,
+    store_kept_past_retention, stored,
 };
 use support::ws::{TestGateway, connect, send};
 use switchboard::backend::Messages;
@@ -65,25 +65,11 @@ async fn sequencing_is_atomic_and_a_resume_past_retention_is_not_complete() {
     let backend = aws::backend().await;
     let stack = aws::migrated_stack(&backend, "retention").await;
     let table = backend.messages(&stack.names.messages_table);
-    let now = now_secs();
     // DynamoDB's TTL deletes late (moto never): 1 and 2 are expired, not gone.
-    for seq in 1..=4 {
-        let expires = if seq <= 2 { now - 10 } else { now + 3600 };
-        assert!(
-            table
-                .put_sequenced(&stored("kept", seq, expires))
-                .await
-                .unwrap()
-        );
-    }
     // The counter is checked with the message: a stale expected seq, or a
     // message key that exists, writes nothing.
-    assert!(
-        !table
-            .put_sequenced(&stored("kept", 4, now + 3600))
-            .await
-            .unwrap()
-    );
+    store_kept_past_retention(&table, 4).await;
+    let now = now_secs();
     let mut other = stored("kept", 3, now + 3600);
     other.id = "m3-again".into();
     assert!(!table.put_sequenced(&other).await.unwrap());

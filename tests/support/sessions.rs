@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use switchboard::backend::{Position, StoredMessage};
+use switchboard::backend::{Messages, Position, StoredMessage};
 use switchboard::envelope::Sender;
 
 use super::ws::{Client, connect, send};
@@ -18,6 +18,29 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Stores messages 1..=`last` of session `kept` with their seqs, 1 and 2
+/// already past their TTL, and checks that a stale counter (`last` again)
+/// writes nothing.
+pub async fn store_kept_past_retention(table: &dyn Messages, last: u64) {
+    let now = now_secs();
+    for seq in 1..=last {
+        let expires = if seq <= 2 { now - 10 } else { now + 3600 };
+        assert!(
+            table
+                .put_sequenced(&stored("kept", seq, expires))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !table
+            .put_sequenced(&stored("kept", last, now + 3600))
+            .await
+            .unwrap(),
+        "a stale counter is refused"
+    );
 }
 
 /// Message `m{seq}` of session `session`, stored with `seq` (received 1 ms
