@@ -273,6 +273,33 @@ pub struct DynamoMessages {
     table: String,
 }
 
+/// Runs `query` page after page, handing each item to `visit`, until
+/// `visit` says `false` or the items end.
+async fn each_item(
+    op: &'static str,
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    mut visit: impl FnMut(&Item) -> Result<bool> + Send,
+) -> Result<()> {
+    let mut start: Option<Item> = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        for item in out.items() {
+            if !visit(item)? {
+                return Ok(());
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(k) => start = Some(k.clone()),
+            None => return Ok(()),
+        }
+    }
+}
+
 impl DynamoMessages {
     /// Table `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
@@ -287,33 +314,18 @@ impl DynamoMessages {
         op: &'static str,
         session_id: &str,
         page: usize,
-        mut visit: impl FnMut(&Item) -> Result<bool> + Send,
+        visit: impl FnMut(&Item) -> Result<bool> + Send,
     ) -> Result<()> {
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("sessionId = :s")
-                .expression_attribute_values(":s", s(session_id))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(op, e))?;
-            for item in out.items() {
-                if !visit(item)? {
-                    return Ok(());
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => return Ok(()),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("sessionId = :s")
+            .expression_attribute_values(":s", s(session_id))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(page).unwrap_or(i32::MAX));
+        each_item(op, query, visit).await
     }
 
     fn to_item(m: &StoredMessage) -> Item {
@@ -502,37 +514,28 @@ impl Messages for DynamoMessages {
     async fn keys_since(&self, session_id: &str, from_ms: i64) -> Result<StoredKeys> {
         const OP: &str = "dynamodb.Query(messages keys)";
         let mut keys = StoredKeys::default();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("sessionId = :s AND sk >= :from")
-                .expression_attribute_values(":s", s(session_id))
-                .expression_attribute_values(":from", s(Position::lower_bound(from_ms)))
-                .projection_expression("sk, #seq, #last")
-                .expression_attribute_names("#seq", "seq")
-                .expression_attribute_names("#last", LAST_SEQ)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items() {
-                if is_counter(item) {
-                    keys.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
-                    continue;
-                }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("sessionId = :s AND sk >= :from")
+            .expression_attribute_values(":s", s(session_id))
+            .expression_attribute_values(":from", s(Position::lower_bound(from_ms)))
+            .projection_expression("sk, #seq, #last")
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_names("#last", LAST_SEQ)
+            .consistent_read(true);
+        each_item(OP, query, |item| {
+            if is_counter(item) {
+                keys.last_seq = get_u(item, LAST_SEQ).unwrap_or(0);
+            } else {
                 let mut key = StoredKey::of_sort_key(OP, get_s(item, "sk").as_deref())?;
                 key.seq = get_u(item, "seq");
                 keys.keys.push(key);
             }
-            match out.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
-            }
-        }
+            Ok(true)
+        })
+        .await?;
         Ok(keys)
     }
 }
