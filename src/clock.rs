@@ -44,6 +44,23 @@ pub fn year_month(ms: i64) -> (i64, u32) {
     (c.year, c.month)
 }
 
+/// Epoch milliseconds of SigV4's `x-amz-date` (`20240101T000000Z`, ISO 8601
+/// basic, UTC); `None` if it is not one.
+pub fn amz_date_ms(s: &str) -> Option<i64> {
+    if s.len() != 16 || !s.is_ascii() || &s[8..9] != "T" || &s[15..] != "Z" {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    epoch_ms(
+        i64::from(n(0..4)?),
+        n(4..6)?,
+        n(6..8)?,
+        n(9..11)?,
+        n(11..13)?,
+        n(13..15)?,
+    )
+}
+
 /// Epoch milliseconds of a UTC calendar time (H. Hinnant's days-from-civil);
 /// `None` for fields out of range.
 pub fn epoch_ms(

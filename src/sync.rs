@@ -1,7 +1,7 @@
-//! Small shared pieces every part uses: a poison-tolerant mutex lock and the
+//! Small shared pieces every part uses: poison-tolerant locks (mutex, rwlock) and the
 //! wall clock in epoch milliseconds. A leaf: it depends on nothing in the crate.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Locks `m`, taking the data even when another thread panicked while holding
@@ -9,6 +9,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// under `catch_unwind`), so a panic elsewhere must not take the lock down too.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`lock`] for reading an `RwLock`.
+pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`lock`] for writing an `RwLock`.
+pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Now, epoch seconds (0 if the clock reads before 1970).

@@ -4,24 +4,29 @@
 
 use std::sync::Arc;
 
-use hyper_rustls::HttpsConnectorBuilder;
 use hyper_rustls::builderstates::WantsSchemes;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnectorBuilder};
 
-/// A connector builder with the platform's roots; without any (a bare
+/// A client configuration with the platform's roots; without any (a bare
 /// container), one warning that `https` `what` will fail, and no roots:
 /// plain `http://` still works.
-pub(crate) fn connector_builder(what: &str) -> HttpsConnectorBuilder<WantsSchemes> {
+pub(crate) fn client_config(what: &str) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
-        Ok(b) => b,
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions");
+    match builder.clone().with_native_roots() {
+        Ok(b) => b.with_no_client_auth(),
         Err(e) => {
             tracing::warn!(error = %e, "no platform root certificates: https {what} will fail");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("aws-lc-rs supports the default TLS versions")
+            builder
                 .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(config)
+                .with_no_client_auth()
         }
     }
+}
+
+/// A hyper connector builder with [`client_config`].
+pub(crate) fn connector_builder(what: &str) -> HttpsConnectorBuilder<WantsSchemes> {
+    HttpsConnectorBuilder::new().with_tls_config(client_config(what))
 }

@@ -13,7 +13,7 @@ use aws_sigv4::sign::v4;
 use axum::http::{HeaderMap, Method, Uri};
 
 use super::config::ManagementCredentials;
-use crate::clock::epoch_ms;
+use crate::clock::amz_date_ms;
 
 /// How far a request's `X-Amz-Date` may be from now: AWS's 15 minutes.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -82,18 +82,7 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error> {
 
 /// `20240101T000000Z` as a time.
 fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    if s.len() != 16 || !s.is_ascii() || &s[8..9] != "T" || &s[15..] != "Z" {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    let ms = epoch_ms(
-        i64::from(n(0..4)?),
-        n(4..6)?,
-        n(6..8)?,
-        n(9..11)?,
-        n(11..13)?,
-        n(13..15)?,
-    )?;
+    let ms = amz_date_ms(s)?;
     Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).ok()?))
 }
 
