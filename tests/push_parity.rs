@@ -197,8 +197,8 @@ async fn both(
     lean.post(&endpoint, id, Bytes::from(body.to_owned()))
         .await
         .unwrap_or_else(|e| panic!("lean post to {id:?}: {e}"));
-    let (_, canonical) = lean
-        .signed_request(&endpoint, id, Bytes::from(body.to_owned()))
+    let canonical = lean
+        .canonical_request(&endpoint, id, Bytes::from(body.to_owned()))
         .await
         .unwrap();
     let got = rec.requests_to(&path);

@@ -2,7 +2,10 @@
 //! lean client on the hot path ([`LeanPush`]), and the SDK client, one per
 //! endpoint, kept as the reference the lean one is tested against.
 
+mod credentials;
+mod http1;
 mod lean;
+mod sign;
 
 pub use lean::{Clock, LeanPush};
 
