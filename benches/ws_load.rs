@@ -138,8 +138,9 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
         l
     };
     let l = sorted(&|_| true);
-    // The first round also opens the worker's keep-alive connections to the
-    // @connections API (up to --fanout-concurrency of them): shown apart.
+    // The first round is shown apart: it also opens the worker's keep-alive
+    // connections to the @connections API (up to --fanout-concurrency of
+    // them), and it is the members' first frame (docs/benchmarks.md).
     let first = sorted(&|r| r == 0);
     let warm = sorted(&|r| r > 0);
     println!(
