@@ -92,10 +92,16 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
     }
     let mut sender = connect(url, "bcast", members).await;
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Receivers that have started (spawned and polled): the first message is
+    // sent once all have, so the first round measures the system and not the
+    // load client starting its own 1,000 tasks beside it.
+    let started = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for mut ws in receivers {
         let lat = latencies.clone();
+        let started = started.clone();
         tasks.push(tokio::spawn(async move {
+            started.fetch_add(1, Ordering::Relaxed);
             let mut got = 0;
             while got < rounds {
                 let Some(Ok(Message::Text(t))) = ws.next().await else {
@@ -114,6 +120,10 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
                 got += 1;
             }
         }));
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::Relaxed) < members as u64 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for seq in 0..rounds {
         sender.send(say("bcast", seq, micros(clock))).await.unwrap();
