@@ -33,10 +33,21 @@ trap cleanup EXIT
 start_sink "$WORK" plain
 
 printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 420)\nwrk.headers["Content-Type"] = "application/json"\n' >"$WORK/post.lua"
-WRK=$(wrk -t2 -c"$CONCURRENCY" -d5s -s "$WORK/post.lua" "http://127.0.0.1:$SINK_PORT/bench/@connections/x" | awk '/Requests\/sec/ {print $2}')
+# wrk's requests/s and its own CPU (user + system, from the kernel's
+# accounting of the child) per request: the cheapest client of the same sink.
+read -r WRK WRK_US < <(python3 - "$WORK/post.lua" "$CONCURRENCY" "http://127.0.0.1:$SINK_PORT/bench/@connections/x" <<'PY'
+import re, resource, subprocess, sys
+out = subprocess.run(["wrk", "-t2", "-c" + sys.argv[2], "-d5s", "-s", sys.argv[1], sys.argv[3]],
+                     capture_output=True, text=True, check=True).stdout
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+requests = int(re.search(r"(\d+) requests in", out).group(1))
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(rate, 1e6 * (used.ru_utime + used.ru_stime) / requests)
+PY
+)
 : >"$WORK/access.log"
-printf '\nsink limit (wrk -t2 -c%d, same body): %.0f requests/s\n\n' "$CONCURRENCY" "$WRK"
-printf '%8s %12s %10s %10s %10s %10s %8s %8s %12s\n' N deliveries/s vs_wrk p50_ms p99_ms RSS_MiB CPU_s CPU_% us_CPU/deliv
+printf '\nsink limit (wrk -t2 -c%d, same body): %.0f requests/s, %.1f µs of wrk CPU per request\n\n' "$CONCURRENCY" "$WRK" "$WRK_US"
+printf '%8s %12s %10s %10s %10s %10s %8s %8s %12s %12s\n' N deliveries/s vs_wrk p50_ms p99_ms RSS_MiB CPU_s CPU_% us_CPU/deliv CPU_vs_wrk
 for N in "${SIZES[@]}"; do
   DIR="$WORK/store-$N"
   cargo bench --quiet --bench seed -- "$DIR" 1 "$N" 1 200 2>/dev/null
@@ -59,12 +70,13 @@ for N in "${SIZES[@]}"; do
   P99=$(histogram_quantile "$WORK/metrics-$N" switchboard_delivery_duration_seconds 0.99)
   CPU=$(echo "$CPU_TICKS / $(getconf CLK_TCK)" | bc -l)
   US_PER=$(echo "1000000 * $CPU / $N" | bc -l)
-  printf '%8d %12.0f %9.0f%% %10.2f %10.2f %10.1f %8.2f %7.0f%% %12.1f\n' "$N" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
-    "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$(echo "100 * $CPU / $WINDOW" | bc -l)" "$US_PER"
+  printf '%8d %12.0f %9.0f%% %10.2f %10.2f %10.1f %8.2f %7.0f%% %12.1f %11.1f×\n' "$N" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
+    "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$(echo "100 * $CPU / $WINDOW" | bc -l)" "$US_PER" \
+    "$(echo "$US_PER / $WRK_US" | bc -l)"
   if [ "$RECORD" = 1 ]; then
-    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.1f | %.0f | `bench/fanout.sh %d` |\n' \
+    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.1f | %.0f | %.1f | `bench/fanout.sh %d` |\n' \
       "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$N" "$CONCURRENCY" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
-      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$US_PER" "$WRK" "$N" >>"$WORK/rows"
+      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$US_PER" "$WRK" "$WRK_US" "$N" >>"$WORK/rows"
   fi
 done
 if [ "$RECORD" = 1 ]; then
