@@ -42,6 +42,8 @@ start_dev() {
   SWITCHBOARD_LOG_FORMAT=json RUST_LOG=warn target/release/switchboard dev "${store[@]}" --presence-events off \
     --config bench/gateway.toml --listen "127.0.0.1:$PORT" >"$WORK/dev.out" 2>"$WORK/dev.log" &
   DEV_PID=$!
+  # ws_load reads dev's CPU time around what it measures (per delivery, per message).
+  export SWITCHBOARD_BENCH_DEV_PID=$DEV_PID
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0; sleep 0.1; done
   echo "dev did not come up" >&2; return 1
 }

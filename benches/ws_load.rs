@@ -51,6 +51,29 @@ fn say(session: &str, seq: u64, sent_us: u128) -> Message {
     )
 }
 
+/// CPU seconds (user + system) used so far by the process whose pid is in
+/// `SWITCHBOARD_BENCH_DEV_PID` (bench/gateway.sh sets it to `dev`'s); `None`
+/// without it.
+fn dev_cpu_s() -> Option<f64> {
+    let pid = std::env::var("SWITCHBOARD_BENCH_DEV_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after `(comm) `, which may hold spaces, start at field 3;
+    // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
+/// ` dev_cpu_us_per_<what>=…`: `dev`'s CPU since `before`, per unit of work.
+fn dev_cpu_per(before: Option<f64>, units: usize, what: &str) -> String {
+    match (before, dev_cpu_s()) {
+        (Some(b), Some(a)) if units > 0 => {
+            format!(" dev_cpu_us_per_{what}={:.1}", 1e6 * (a - b) / units as f64)
+        }
+        _ => String::new(),
+    }
+}
+
 fn micros(start: Instant) -> u128 {
     start.elapsed().as_micros()
 }
@@ -125,6 +148,7 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
     while started.load(Ordering::Relaxed) < members as u64 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let cpu_before = dev_cpu_s();
     for seq in 0..rounds {
         sender.send(say("bcast", seq, micros(clock))).await.unwrap();
         // One message at a time: wait until everyone has it (or 10 s).
@@ -138,6 +162,7 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     let all = latencies.lock().unwrap().clone();
+    let cpu = dev_cpu_per(cpu_before, all.len(), "delivery");
     let sorted = |keep: &dyn Fn(u64) -> bool| {
         let mut l: Vec<f64> = all
             .iter()
@@ -154,7 +179,7 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
     let first = sorted(&|r| r == 0);
     let warm = sorted(&|r| r > 0);
     println!(
-        "broadcast members={members} rounds={rounds} received={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_round_max_ms={:.2} warm_p99_ms={:.2}",
+        "broadcast members={members} rounds={rounds} received={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_round_max_ms={:.2} warm_p99_ms={:.2}{cpu}",
         l.len(),
         percentile(&l, 0.5),
         percentile(&l, 0.99),
@@ -203,12 +228,14 @@ async fn sustained(url: &str, clients: usize, seconds: u64) {
     }
     let start = Instant::now();
     let begin = received.load(Ordering::Relaxed);
+    let cpu_before = dev_cpu_s();
     for t in tasks {
         let _ = t.await;
     }
     let n = received.load(Ordering::Relaxed) - begin;
+    let cpu = dev_cpu_per(cpu_before, n as usize, "message");
     println!(
-        "sustained clients={clients} seconds={:.1} received={n} per_second={:.0}",
+        "sustained clients={clients} seconds={:.1} received={n} per_second={:.0}{cpu}",
         start.elapsed().as_secs_f64(),
         n as f64 / start.elapsed().as_secs_f64()
     );
