@@ -55,7 +55,11 @@ fn say(session: &str, seq: u64, sent_us: u128) -> Message {
 /// `SWITCHBOARD_BENCH_DEV_PID` (bench/gateway.sh sets it to `dev`'s); `None`
 /// without it.
 fn dev_cpu_s() -> Option<f64> {
-    let pid = std::env::var("SWITCHBOARD_BENCH_DEV_PID").ok()?;
+    cpu_s(&std::env::var("SWITCHBOARD_BENCH_DEV_PID").ok()?)
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (or `self`).
+fn cpu_s(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after `(comm) `, which may hold spaces, start at field 3;
     // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
@@ -64,14 +68,23 @@ fn dev_cpu_s() -> Option<f64> {
     Some((ticks(14)? + ticks(15)?) / 100.0)
 }
 
-/// ` dev_cpu_us_per_<what>=…`: `dev`'s CPU since `before`, per unit of work.
-fn dev_cpu_per(before: Option<f64>, units: usize, what: &str) -> String {
-    match (before, dev_cpu_s()) {
+/// ` dev_cpu_us_per_<what>=… load_cpu_us_per_<what>=…`: `dev`'s and this
+/// load client's CPU since `before` (both, from [`cpu_before`]), per unit of work.
+fn cpu_per(before: (Option<f64>, Option<f64>), units: usize, what: &str) -> String {
+    let per = |b: Option<f64>, a: Option<f64>, who: &str| match (b, a) {
         (Some(b), Some(a)) if units > 0 => {
-            format!(" dev_cpu_us_per_{what}={:.1}", 1e6 * (a - b) / units as f64)
+            format!(
+                " {who}_cpu_us_per_{what}={:.1}",
+                1e6 * (a - b) / units as f64
+            )
         }
         _ => String::new(),
-    }
+    };
+    per(before.0, dev_cpu_s(), "dev") + &per(before.1, cpu_s("self"), "load")
+}
+
+fn cpu_before() -> (Option<f64>, Option<f64>) {
+    (dev_cpu_s(), cpu_s("self"))
 }
 
 fn micros(start: Instant) -> u128 {
@@ -104,6 +117,21 @@ async fn idle(url: &str, n: usize, seconds: u64) {
     println!("closing");
 }
 
+/// The part of a broadcast frame the receivers read.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: Option<Payload<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Payload<'a> {
+    #[serde(rename = "sentUs")]
+    sent_us: &'a str,
+    seq: u64,
+}
+
 async fn broadcast(url: &str, members: usize, rounds: u64) {
     let clock = Instant::now();
     let mut receivers = Vec::new();
@@ -114,55 +142,62 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
         receivers.push(ws);
     }
     let mut sender = connect(url, "bcast", members).await;
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Frames received so far (each task keeps its own latencies until the end).
+    let delivered = Arc::new(AtomicU64::new(0));
     // Receivers that have started (spawned and polled): the first message is
     // sent once all have, so the first round measures the system and not the
     // load client starting its own 1,000 tasks beside it.
     let started = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for mut ws in receivers {
-        let lat = latencies.clone();
+        let delivered = delivered.clone();
         let started = started.clone();
         tasks.push(tokio::spawn(async move {
             started.fetch_add(1, Ordering::Relaxed);
-            let mut got = 0;
-            while got < rounds {
+            // The load client should cost little beside the system it
+            // measures on the same two cores: a typed parse of the two fields
+            // it needs, borrowed from the frame, into this task's own list.
+            let mut lat = Vec::with_capacity(rounds as usize);
+            while (lat.len() as u64) < rounds {
                 let Some(Ok(Message::Text(t))) = ws.next().await else {
                     break;
                 };
                 let now = micros(clock);
-                let f: serde_json::Value = serde_json::from_str(&t).unwrap();
-                if f["type"] != "message" {
+                let Ok(Frame {
+                    kind: "message",
+                    payload: Some(p),
+                }) = serde_json::from_str::<Frame>(&t)
+                else {
                     continue;
-                }
-                let sent: u128 = f["payload"]["sentUs"].as_str().unwrap().parse().unwrap();
-                let round = f["payload"]["seq"].as_u64().unwrap();
-                lat.lock()
-                    .unwrap()
-                    .push((round, (now - sent) as f64 / 1000.0));
-                got += 1;
+                };
+                let sent: u128 = p.sent_us.parse().unwrap();
+                lat.push((p.seq, (now - sent) as f64 / 1000.0));
+                delivered.fetch_add(1, Ordering::Relaxed);
             }
+            lat
         }));
     }
     let end = Instant::now() + Duration::from_secs(10);
     while started.load(Ordering::Relaxed) < members as u64 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let cpu_before = dev_cpu_s();
+    let cpu0 = cpu_before();
     for seq in 0..rounds {
         sender.send(say("bcast", seq, micros(clock))).await.unwrap();
         // One message at a time: wait until everyone has it (or 10 s).
-        let want = (members as u64 * (seq + 1)) as usize;
+        let want = members as u64 * (seq + 1);
         let end = Instant::now() + Duration::from_secs(10);
-        while latencies.lock().unwrap().len() < want && Instant::now() < end {
+        while delivered.load(Ordering::Relaxed) < want && Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    let mut all = Vec::with_capacity(members * rounds as usize);
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        if let Ok(Ok(lat)) = tokio::time::timeout(Duration::from_secs(10), t).await {
+            all.extend(lat);
+        }
     }
-    let all = latencies.lock().unwrap().clone();
-    let cpu = dev_cpu_per(cpu_before, all.len(), "delivery");
+    let cpu = cpu_per(cpu0, all.len(), "delivery");
     let sorted = |keep: &dyn Fn(u64) -> bool| {
         let mut l: Vec<f64> = all
             .iter()
@@ -228,12 +263,12 @@ async fn sustained(url: &str, clients: usize, seconds: u64) {
     }
     let start = Instant::now();
     let begin = received.load(Ordering::Relaxed);
-    let cpu_before = dev_cpu_s();
+    let cpu0 = cpu_before();
     for t in tasks {
         let _ = t.await;
     }
     let n = received.load(Ordering::Relaxed) - begin;
-    let cpu = dev_cpu_per(cpu_before, n as usize, "message");
+    let cpu = cpu_per(cpu0, n as usize, "message");
     println!(
         "sustained clients={clients} seconds={:.1} received={n} per_second={:.0}{cpu}",
         start.elapsed().as_secs_f64(),
