@@ -92,16 +92,22 @@ async fn every_group_is_delivered_in_send_order_while_groups_run_concurrently() 
         "every post is SigV4-signed by the SDK"
     );
 
-    // Each message handled once. moto can hand one message to two receives
-    // (../shared/AWS-STAND-INS.md; a CI run saw 1,001 receives for 1,000
-    // messages): the worker merges such a copy into the one in hand and
-    // counts it apart, so received minus merged copies is the messages.
-    let received = worker.metric("switchboard_messages_received_total").await;
-    let merged = worker.metric("switchboard_duplicate_receives_total").await;
-    assert_eq!(
-        (received - merged) as usize,
-        GROUPS * PER_GROUP,
-        "each message handled once ({received} received, {merged} merged copies)"
+    // Each message received about once. The posts above show each message
+    // delivered once to each member, in order. The receive count catches a
+    // worker that makes the queue hand messages back (leases let lapse,
+    // deletes lost), which would show as many extra receives. It is not held
+    // to exactly one per message: moto can hand one message to two receives
+    // (../shared/AWS-STAND-INS.md). The worker merges a copy that arrives
+    // while the first is in hand and counts it apart; a CI run also saw one
+    // extra receive with no copy in hand (1,001 received, 0 merged). At most
+    // 1 % extra is allowed.
+    let received = worker.metric("switchboard_messages_received_total").await as usize;
+    let merged = worker.metric("switchboard_duplicate_receives_total").await as usize;
+    let messages = GROUPS * PER_GROUP;
+    assert!(
+        (messages..=messages + messages / 100).contains(&(received - merged)),
+        "each message received about once: {received} received, {merged} merged copies, \
+         {messages} messages"
     );
     worker.stop().await;
 }
