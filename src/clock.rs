@@ -44,6 +44,32 @@ pub fn year_month(ms: i64) -> (i64, u32) {
     (c.year, c.month)
 }
 
+/// SigV4's `x-amz-date` of epoch milliseconds: `20240101T000000Z`, ISO 8601
+/// basic, UTC, without allocating (once per signed request); all zeros for
+/// a year outside 0–9999.
+pub fn amz_date(ms: i64) -> [u8; 16] {
+    let c = civil(ms);
+    let mut out = *b"00000000T000000Z";
+    let Ok(year) = u32::try_from(c.year) else {
+        return out;
+    };
+    if year > 9999 {
+        return out;
+    }
+    let mut put = |at: usize, value: u32, digits: u32| {
+        for i in 0..digits {
+            out[at + i as usize] = b'0' + (value / 10u32.pow(digits - 1 - i) % 10) as u8;
+        }
+    };
+    put(0, year, 4);
+    put(4, c.month, 2);
+    put(6, c.day, 2);
+    put(9, c.hour, 2);
+    put(11, c.minute, 2);
+    put(13, c.second, 2);
+    out
+}
+
 /// Epoch milliseconds of SigV4's `x-amz-date` (`20240101T000000Z`, ISO 8601
 /// basic, UTC); `None` if it is not one.
 pub fn amz_date_ms(s: &str) -> Option<i64> {

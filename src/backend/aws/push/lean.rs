@@ -296,7 +296,7 @@ impl Inner {
         };
         let now_ms = system_ms(self.now());
         let secs = now_ms.div_euclid(1000);
-        let amz_date = sign::amz_date(secs);
+        let amz_date = crate::clock::amz_date(now_ms);
         let date = std::str::from_utf8(&amz_date).unwrap_or_default();
         let day = signer.day_key(secs.div_euclid(86_400), &date[..8], region);
         let signature = sign::signature(

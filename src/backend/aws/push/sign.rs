@@ -192,22 +192,6 @@ fn for_label(id: &str, twice: bool, mut put: impl FnMut(u8)) {
     }
 }
 
-/// `YYYYMMDDTHHMMSSZ` of epoch seconds.
-pub(super) fn amz_date(secs: i64) -> [u8; 16] {
-    let iso = crate::clock::iso_time(secs * 1000); // 2024-11-27T15:00:00.000Z
-    let b = iso.as_bytes();
-    let mut out = *b"00000000T000000Z";
-    if b.len() == 24 {
-        out[0..4].copy_from_slice(&b[0..4]);
-        out[4..6].copy_from_slice(&b[5..7]);
-        out[6..8].copy_from_slice(&b[8..10]);
-        out[9..11].copy_from_slice(&b[11..13]);
-        out[11..13].copy_from_slice(&b[14..16]);
-        out[13..15].copy_from_slice(&b[17..19]);
-    }
-    out
-}
-
 /// The time an `x-amz-date` stands for, epoch ms.
 pub(super) fn amz_time_ms(amz_date: &[u8; 16]) -> Option<i64> {
     crate::clock::amz_date_ms(std::str::from_utf8(amz_date).ok()?)
@@ -236,7 +220,12 @@ mod tests {
 
     #[test]
     fn amz_dates() {
-        assert_eq!(&amz_date(1_732_719_600), b"20241127T150000Z");
-        assert_eq!(amz_time_ms(b"20241127T150000Z"), Some(1_732_719_600_000));
+        let date = crate::clock::amz_date(1_732_719_600_000);
+        assert_eq!(&date, b"20241127T150000Z");
+        assert_eq!(amz_time_ms(&date), Some(1_732_719_600_000));
+        assert_eq!(
+            &crate::clock::amz_date(253_402_300_800_000),
+            b"00000000T000000Z"
+        );
     }
 }
