@@ -4,8 +4,10 @@
 //! (dropped unused; one the server reset after reading the request is an
 //! error for the fan-out to retry: tests/faults_connections.rs),
 //! `Connection: close`, chunked and close-delimited error bodies, interim
-//! `100 Continue`, bodies larger than one write, garbage answers, and
-//! `https://` with rustls.
+//! `100 Continue`, bodies larger than one write, garbage answers,
+//! `https://` with rustls, and pipelined posts (`post_frame_many`: all
+//! written before the first answer, answers read in order, a pipeline cut
+//! short).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +17,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use bytes::Bytes;
 use switchboard::backend::aws::LeanPush;
-use switchboard::backend::{ErrorKind, Push};
+use switchboard::backend::{ErrorKind, Frame, Push};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -80,13 +82,36 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     requests: Arc<std::sync::Mutex<Vec<Request>>>,
     closed: Arc<AtomicUsize>,
     closer: Arc<tokio::sync::Semaphore>,
+    batch: usize,
 ) {
     let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut s, &mut buf).await {
-        let n = count.fetch_add(1, Ordering::SeqCst);
-        let (answer, close) = script(n, &req);
-        requests.lock().unwrap().push(req);
-        if s.write_all(&answer).await.is_err() || s.flush().await.is_err() {
+    loop {
+        // `batch` requests are read before the first is answered: a client
+        // that waits for an answer before it sends the next request would
+        // wait forever.
+        let mut got = Vec::new();
+        while got.len() < batch {
+            match read_request(&mut s, &mut buf).await {
+                Some(req) => got.push(req),
+                None => break,
+            }
+        }
+        if got.is_empty() {
+            return;
+        }
+        let mut answers = Vec::new();
+        let mut close = false;
+        for req in got {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let (answer, closes) = script(n, &req);
+            requests.lock().unwrap().push(req);
+            answers.extend_from_slice(&answer);
+            if closes {
+                close = true;
+                break;
+            }
+        }
+        if s.write_all(&answers).await.is_err() || s.flush().await.is_err() {
             return;
         }
         if close {
@@ -102,6 +127,16 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 
 impl Server {
     async fn start(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
+        Server::start_batched(script, tls, 1).await
+    }
+
+    /// A server that reads `batch` requests on a connection before it
+    /// answers the first of them.
+    async fn start_batched(
+        script: Script,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        batch: usize,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let url = match tls {
@@ -137,10 +172,10 @@ impl Server {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(s).await {
-                                serve_connection(s, script, count, r, d, k).await;
+                                serve_connection(s, script, count, r, d, k, batch).await;
                             }
                         }
-                        None => serve_connection(s, script, count, r, d, k).await,
+                        None => serve_connection(s, script, count, r, d, k, batch).await,
                     }
                 });
             }
@@ -414,4 +449,166 @@ async fn https_endpoints_are_reached_over_rustls() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+fn error_answer(status: &str, error_type: &str) -> Vec<u8> {
+    let body = format!("{{\"message\":\"{error_type}\"}}");
+    format!(
+        "HTTP/1.1 {status}\r\nx-amzn-ErrorType: {error_type}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn pipelined_posts_go_out_together_and_their_answers_are_matched_in_order() {
+    // Six requests read before any is answered: only a client that sends
+    // them all before it reads gets answers.
+    let server = Server::start_batched(
+        Arc::new(|n, _| match n % 6 {
+            1 => (error_answer("410 Gone", "GoneException"), false),
+            3 => (
+                error_answer("429 Too Many Requests", "LimitExceededException"),
+                false,
+            ),
+            _ => ok(),
+        }),
+        None,
+        6,
+    )
+    .await;
+    let push = client().await;
+    let ids = ["p0", "p/1", "p+2", "p=3", "pé4", "p5"];
+    let frame = Frame::new(Bytes::from_static(b"{\"to\":\"all\"}"));
+    for round in 0..2 {
+        let results = tokio::time::timeout(
+            Duration::from_secs(10),
+            push.post_frame_many(&server.url, &ids, &frame),
+        )
+        .await
+        .expect("the six requests went out before the first answer was read");
+        let kinds: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                None,
+                Some(ErrorKind::Gone),
+                None,
+                Some(ErrorKind::Throttled),
+                None,
+                None
+            ],
+            "round {round}"
+        );
+    }
+    assert_eq!(server.connections(), 1, "one keep-alive connection, reused");
+    let requests = server.requests.lock().unwrap();
+    assert_eq!(requests.len(), 12);
+    // Each pipelined request is the request a single post sends.
+    assert!(
+        requests[1]
+            .head
+            .starts_with("POST /dev/@connections/p%2F1 HTTP/1.1\r\n"),
+        "{}",
+        requests[1].head
+    );
+    assert!(
+        requests[4]
+            .head
+            .starts_with("POST /dev/@connections/p%C3%A94 HTTP/1.1\r\n"),
+        "{}",
+        requests[4].head
+    );
+    assert!(requests.iter().all(|r| r.body == b"{\"to\":\"all\"}"));
+}
+
+#[tokio::test]
+async fn a_pipelined_request_signs_and_reads_as_a_single_post() {
+    // The same client, clock and id: the pipelined request's head equals
+    // the single post's byte for byte.
+    let server = Server::start(Arc::new(|_, _| ok()), None).await;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+    let push = client().await.with_clock(Arc::new(move || at));
+    let frame = Frame::new(Bytes::from_static(b"same"));
+    push.post_frame(&server.url, "a=b", &frame).await.unwrap();
+    let results = push
+        .post_frame_many(&server.url, &["a=b", "c"], &frame)
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let requests = server.requests.lock().unwrap();
+    assert_eq!(requests[0].head, requests[1].head);
+    assert_ne!(requests[1].head, requests[2].head);
+}
+
+#[tokio::test]
+async fn a_pipeline_cut_short_fails_the_requests_left_unanswered() {
+    // The server answers two of five and closes the connection (its second
+    // answer says `connection: close`): the other three are errors the
+    // fan-out retries, and the next pipeline takes a new connection.
+    let server = Server::start_batched(
+        Arc::new(|n, _| match n {
+            1 => (
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                true,
+            ),
+            _ => ok(),
+        }),
+        None,
+        5,
+    )
+    .await;
+    let push = client().await;
+    let frame = Frame::new(Bytes::from_static(b"x"));
+    let ids = ["a", "b", "c", "d", "e"];
+    let results = push.post_frame_many(&server.url, &ids, &frame).await;
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    for r in &results[2..] {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Network, "{e}");
+        assert!(e.is_retriable());
+    }
+    let again = push.post_frame_many(&server.url, &ids, &frame).await;
+    assert!(again.iter().all(Result::is_ok), "{again:?}");
+    assert_eq!(server.connections(), 2);
+    // Two answered of the first pipeline's five, then five.
+    assert_eq!(server.requests.lock().unwrap().len(), 7);
+}
+
+#[tokio::test]
+async fn a_garbled_answer_in_a_pipeline_fails_it_from_there_on() {
+    let server = Server::start_batched(
+        Arc::new(|n, _| match n {
+            1 => (
+                b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n".to_vec(),
+                false,
+            ),
+            _ => ok(),
+        }),
+        None,
+        3,
+    )
+    .await;
+    let push = client().await;
+    let frame = Frame::new(Bytes::from_static(b"x"));
+    let results = push
+        .post_frame_many(&server.url, &["a", "b", "c"], &frame)
+        .await;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        results[1..]
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.kind == ErrorKind::Network))
+    );
+    let again = push
+        .post_frame_many(&server.url, &["a", "b", "c"], &frame)
+        .await;
+    assert!(again.iter().all(Result::is_ok), "{again:?}");
+    assert_eq!(
+        server.connections(),
+        2,
+        "a garbled connection is not reused"
+    );
 }

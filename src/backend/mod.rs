@@ -431,6 +431,22 @@ pub trait Push: Send + Sync + 'static {
         self.post(endpoint, connection_id, frame.bytes().clone())
             .await
     }
+
+    /// [`Push::post_frame`] to each of `connection_ids` (one attempt each);
+    /// the results in their order. A transport may send them together (the
+    /// lean client pipelines them on one HTTP/1.1 connection); by default
+    /// they are posted concurrently.
+    async fn post_frame_many(
+        &self,
+        endpoint: &str,
+        connection_ids: &[&str],
+        frame: &Frame,
+    ) -> Vec<Result<()>> {
+        let each = connection_ids
+            .iter()
+            .map(|id| self.post_frame(endpoint, id, frame));
+        futures::future::join_all(each).await
+    }
 }
 
 /// A frame's bytes, shared by every recipient of one message, and their

@@ -156,6 +156,43 @@ impl Origin {
         }
     }
 
+    /// Sends `n` requests on one connection, all written at once (HTTP/1.1
+    /// pipelining, RFC 9112 §9.3), and reads their answers in order. `head`
+    /// writes request `i`'s head; every request carries `body`, which is
+    /// copied behind each head. The answers come back in the order of the
+    /// requests; once one fails (the server closed the connection, answered
+    /// `Connection: close` or sent something we cannot read) the ones after
+    /// it fail too: the server may not have seen them, and may have acted on
+    /// them, so they are the caller's to retry, as with [`Origin::send`].
+    pub(super) async fn send_many(
+        &self,
+        n: usize,
+        head: impl Fn(usize, &mut Vec<u8>),
+        body: &Bytes,
+    ) -> Vec<Result<Answer, SendError>> {
+        if let Some(mut conn) = self.checkout() {
+            match conn.exchange_many(n, &head, body).await {
+                Ok((answers, reuse)) => {
+                    self.checkin(conn, reuse);
+                    return answers;
+                }
+                // Closed by the server while idle: on a new connection.
+                Err(_stale) => {}
+            }
+        }
+        let mut conn = match self.connect().await {
+            Ok(conn) => conn,
+            Err(e) => return failed_all(n, &e),
+        };
+        match conn.exchange_many(n, &head, body).await {
+            Ok((answers, reuse)) => {
+                self.checkin(conn, reuse);
+                answers
+            }
+            Err(e) => failed_all(n, &e),
+        }
+    }
+
     /// The newest idle connection still usable; the look at the socket and
     /// the close of a dead one happen outside the lock.
     fn checkout(&self) -> Option<Conn> {
@@ -278,6 +315,46 @@ impl Conn {
         }
     }
 
+    /// `n` requests written at once and their answers; `Err` only if they
+    /// could not be written (nothing was sent).
+    async fn exchange_many(
+        &mut self,
+        n: usize,
+        head: &impl Fn(usize, &mut Vec<u8>),
+        body: &Bytes,
+    ) -> Result<(Vec<Result<Answer, SendError>>, bool), SendError> {
+        self.write.clear();
+        for i in 0..n {
+            head(i, &mut self.write);
+            self.write.extend_from_slice(body);
+        }
+        self.write_all(&[]).await.map_err(SendError::Io)?;
+        self.read.clear();
+        let mut answers = Vec::with_capacity(n);
+        let mut reuse = true;
+        for _ in 0..n {
+            if !reuse {
+                answers.push(Err(SendError::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the connection ended before this pipelined request was answered",
+                ))));
+                continue;
+            }
+            match self.answer().await {
+                Ok((answer, keep)) => {
+                    reuse = keep;
+                    answers.push(Ok(answer));
+                }
+                Err(e) => {
+                    reuse = false;
+                    answers.push(Err(e));
+                }
+            }
+        }
+        // Bytes past the last answer: not ours to interpret; do not reuse.
+        Ok((answers, reuse && self.read.is_empty()))
+    }
+
     /// One request and its answer; whether the connection can be reused.
     async fn exchange(
         &mut self,
@@ -306,13 +383,17 @@ impl Conn {
             Ok(_) => {}
             Err(e) => return Err(Exchange::Failed(SendError::Io(e))),
         }
-        self.answer().await.map_err(Exchange::Failed)
+        let (answer, reuse) = self.answer().await.map_err(Exchange::Failed)?;
+        // Bytes past the answer: not ours to interpret; do not reuse.
+        Ok((answer, reuse && self.read.is_empty()))
     }
 
-    /// Reads the answer whose first bytes are in the buffer.
+    /// Reads the answer whose first bytes are in the buffer (or, when it is
+    /// empty, on the connection); whether the connection can be reused after
+    /// it. What follows the answer stays in the buffer.
     async fn answer(&mut self) -> Result<(Answer, bool), SendError> {
         loop {
-            let (status, head_len, length, mut reuse, error_type, date) = loop {
+            let (status, head_len, length, reuse, error_type, date) = loop {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut resp = httparse::Response::new(&mut headers);
                 match resp.parse(&self.read) {
@@ -410,10 +491,6 @@ impl Conn {
                     }
                 },
             }
-            // Bytes past the answer: not ours to interpret; do not reuse.
-            if !self.read.is_empty() {
-                reuse = false;
-            }
             return Ok((
                 Answer {
                     status,
@@ -473,6 +550,22 @@ impl Conn {
             self.fill().await?;
         }
     }
+}
+
+/// The same failure for each of `n` requests.
+fn failed_all(n: usize, e: &SendError) -> Vec<Result<Answer, SendError>> {
+    (0..n)
+        .map(|_| {
+            Err(match e {
+                SendError::Connect(io) => {
+                    SendError::Connect(std::io::Error::new(io.kind(), io.to_string()))
+                }
+                SendError::ConnectTimeout => SendError::ConnectTimeout,
+                SendError::Io(io) => SendError::Io(std::io::Error::new(io.kind(), io.to_string())),
+                SendError::Protocol(m) => SendError::Protocol(m.clone()),
+            })
+        })
+        .collect()
 }
 
 fn keep_some(body: &mut BytesMut, bytes: &[u8], keep: bool) {

@@ -178,57 +178,114 @@ impl Push for LeanPush {
         loop {
             let signer = inner.signer().await?;
             let signed = inner.sign(&ep, &signer, connection_id, frame, None)?;
-            let signed_at = sign::amz_time_ms(&signed.amz_date);
             let sent = tokio::time::timeout(
                 inner.timeout,
                 inner.send(&ep, &signer, &signed, connection_id, frame),
             )
             .await;
             let answer = match sent {
-                Ok(Ok(a)) => a,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(BackendError::new(
-                        ErrorKind::Timeout,
-                        OP,
-                        format!("no answer within {:?}", inner.timeout),
-                    ));
-                }
+                Ok(answer) => answer?,
+                Err(_) => return Err(inner.timed_out()),
             };
-            let Answer::Failed {
-                status,
-                code,
-                message,
-                date,
-            } = answer
-            else {
-                return Ok(());
-            };
-            // A signature refused at a time far from ours: our clock is off.
-            // Correct it from the answer's Date and sign once more.
-            if status == 403
-                && !skew_retried
-                && let (Some(server_ms), Some(signed_ms)) = (date, signed_at)
-                && (server_ms - signed_ms).abs() > SKEW_THRESHOLD_MS
-            {
-                let own = system_ms((inner.clock)());
-                inner.skew_ms.store(server_ms - own, Ordering::Relaxed);
-                tracing::warn!(
-                    skew_ms = server_ms - own,
-                    "clock skew: @connections refused a signature; correcting the signing clock"
-                );
-                skew_retried = true;
-                continue;
+            match inner.judge(answer, &signed, skew_retried) {
+                Next::Done(result) => return result,
+                Next::SignAgain => skew_retried = true,
             }
-            let kind = ErrorKind::from_status_and_code(status, code.as_deref());
-            let code = code.as_deref().unwrap_or("unknown error");
-            return Err(BackendError::new(
-                kind,
-                OP,
-                format!("service error: {code} (HTTP {status}): {message}"),
-            ));
         }
     }
+
+    /// Pipelined: the requests go out on one keep-alive connection in one
+    /// write and their answers are read in order ([`Origin::send_many`]).
+    /// Frames of [`PIPELINE_BODY_UNDER`] bytes or more go one by one.
+    async fn post_frame_many(
+        &self,
+        endpoint: &str,
+        connection_ids: &[&str],
+        frame: &Frame,
+    ) -> Vec<Result<()>> {
+        let inner = &self.inner;
+        let n = connection_ids.len();
+        if n < 2 || frame.bytes().len() >= PIPELINE_BODY_UNDER {
+            let each = connection_ids
+                .iter()
+                .map(|id| self.post_frame(endpoint, id, frame));
+            return futures::future::join_all(each).await;
+        }
+        let ep = match inner.endpoint(endpoint) {
+            Ok(ep) => ep,
+            Err(e) => return vec![Err(e); n],
+        };
+        let signer = match inner.signer().await {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e); n],
+        };
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(n);
+        let mut signed = Vec::with_capacity(n);
+        for id in connection_ids {
+            match inner.sign(&ep, &signer, id, frame, None) {
+                Ok(s) => {
+                    results.push(None);
+                    signed.push((*id, s));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let body = frame.bytes();
+        let head = |i: usize, w: &mut Vec<u8>| {
+            let (id, s) = &signed[i];
+            write_head(w, &ep, &signer, s, id, body.len());
+        };
+        let sent =
+            tokio::time::timeout(inner.timeout, ep.origin.send_many(signed.len(), head, body))
+                .await;
+        let mut answers = match sent {
+            Ok(answers) => answers.into_iter(),
+            Err(_) => Vec::new().into_iter(),
+        };
+        let mut again = Vec::new();
+        let mut sent_ones = signed.iter();
+        for (i, slot) in results.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let Some((_, s)) = sent_ones.next() else {
+                break;
+            };
+            let answer = match answers.next() {
+                Some(a) => answer_of(a),
+                None => Err(inner.timed_out()),
+            };
+            *slot = Some(match answer {
+                Err(e) => Err(e),
+                Ok(answer) => match inner.judge(answer, s, false) {
+                    Next::Done(result) => result,
+                    // The clock is corrected: this one is signed again.
+                    Next::SignAgain => {
+                        again.push(i);
+                        Ok(())
+                    }
+                },
+            });
+        }
+        for i in again {
+            results[i] = Some(self.post_frame(endpoint, connection_ids[i], frame).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(inner.timed_out())))
+            .collect()
+    }
+}
+
+/// Frames this long or longer are not pipelined: each pipelined request
+/// carries a copy of the frame in the connection's write buffer.
+const PIPELINE_BODY_UNDER: usize = 16 * 1024;
+
+/// What to do after an attempt.
+enum Next {
+    Done(Result<()>),
+    /// A 403 showed our clock off; it is corrected: sign once more.
+    SignAgain,
 }
 
 /// What an attempt came back with.
@@ -315,6 +372,49 @@ impl Inner {
         })
     }
 
+    fn timed_out(&self) -> BackendError {
+        BackendError::new(
+            ErrorKind::Timeout,
+            OP,
+            format!("no answer within {:?}", self.timeout),
+        )
+    }
+
+    /// The outcome of an answer to the request signed as `signed`: a 403
+    /// whose `Date` is far from our signing time corrects the clock and
+    /// asks to sign again, once (`skew_retried` says it was done).
+    fn judge(&self, answer: Answer, signed: &Signed, skew_retried: bool) -> Next {
+        let Answer::Failed {
+            status,
+            code,
+            message,
+            date,
+        } = answer
+        else {
+            return Next::Done(Ok(()));
+        };
+        if status == 403
+            && !skew_retried
+            && let (Some(server_ms), Some(signed_ms)) = (date, sign::amz_time_ms(&signed.amz_date))
+            && (server_ms - signed_ms).abs() > SKEW_THRESHOLD_MS
+        {
+            let own = system_ms((self.clock)());
+            self.skew_ms.store(server_ms - own, Ordering::Relaxed);
+            tracing::warn!(
+                skew_ms = server_ms - own,
+                "clock skew: @connections refused a signature; correcting the signing clock"
+            );
+            return Next::SignAgain;
+        }
+        let kind = ErrorKind::from_status_and_code(status, code.as_deref());
+        let code = code.as_deref().unwrap_or("unknown error");
+        Next::Done(Err(BackendError::new(
+            kind,
+            OP,
+            format!("service error: {code} (HTTP {status}): {message}"),
+        )))
+    }
+
     /// Sends the signed request and reads the answer.
     async fn send(
         &self,
@@ -325,57 +425,71 @@ impl Inner {
         frame: &Frame,
     ) -> Result<Answer> {
         let body = frame.bytes();
-        let head = |w: &mut Vec<u8>| {
-            // Every part is checked or encoded to be a valid request line and
-            // header value: the path by `label_encode`, the host when the
-            // endpoint was parsed, the credentials when they were loaded.
-            w.extend_from_slice(b"POST ");
-            w.extend_from_slice(ep.path_prefix.as_bytes());
-            sign::push_label(w, connection_id);
-            w.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-            w.extend_from_slice(ep.host.as_bytes());
-            let _ = write!(
-                w,
-                "\r\ncontent-type: {CONTENT_TYPE_VALUE}\r\ncontent-length: {}\r\nx-amz-date: ",
-                body.len()
-            );
-            w.extend_from_slice(&signed.amz_date);
-            if let Some(t) = &signer.session_token {
-                w.extend_from_slice(b"\r\nx-amz-security-token: ");
-                w.extend_from_slice(t.as_bytes());
-            }
-            w.extend_from_slice(b"\r\nauthorization: ");
-            w.extend_from_slice(signed.day.authorization_prefix.as_bytes());
-            w.extend_from_slice(signed.signature.as_bytes());
-            w.extend_from_slice(b"\r\nuser-agent: ");
-            w.extend_from_slice(USER_AGENT_VALUE.as_bytes());
-            w.extend_from_slice(b"\r\n\r\n");
-        };
-        let answer = ep.origin.send(head, body).await.map_err(|e| {
-            let kind = match &e {
-                SendError::ConnectTimeout => ErrorKind::Timeout,
-                SendError::Connect(io) | SendError::Io(io)
-                    if io.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    ErrorKind::Timeout
-                }
-                // Refused, reset, TLS, DNS, a garbled answer: the next
-                // attempt may work.
-                _ => ErrorKind::Network,
-            };
-            BackendError::new(kind, OP, format!("dispatch failure: {e}"))
-        })?;
-        if (200..300).contains(&answer.status) {
-            return Ok(Answer::Ok);
-        }
-        let (code, message) = error_code_and_message(answer.error_type.as_deref(), &answer.body);
-        Ok(Answer::Failed {
-            status: answer.status,
-            code,
-            message,
-            date: answer.date.as_deref().and_then(parse_http_date),
-        })
+        let head = |w: &mut Vec<u8>| write_head(w, ep, signer, signed, connection_id, body.len());
+        answer_of(ep.origin.send(head, body).await)
     }
+}
+
+/// The head of the request signed as `signed`. Every part is checked or
+/// encoded to be a valid request line and header value: the path by
+/// `label_encode`, the host when the endpoint was parsed, the credentials
+/// when they were loaded.
+fn write_head(
+    w: &mut Vec<u8>,
+    ep: &Endpoint,
+    signer: &Signer,
+    signed: &Signed,
+    connection_id: &str,
+    body_len: usize,
+) {
+    w.extend_from_slice(b"POST ");
+    w.extend_from_slice(ep.path_prefix.as_bytes());
+    sign::push_label(w, connection_id);
+    w.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    w.extend_from_slice(ep.host.as_bytes());
+    let _ = write!(
+        w,
+        "\r\ncontent-type: {CONTENT_TYPE_VALUE}\r\ncontent-length: {body_len}\r\nx-amz-date: "
+    );
+    w.extend_from_slice(&signed.amz_date);
+    if let Some(t) = &signer.session_token {
+        w.extend_from_slice(b"\r\nx-amz-security-token: ");
+        w.extend_from_slice(t.as_bytes());
+    }
+    w.extend_from_slice(b"\r\nauthorization: ");
+    w.extend_from_slice(signed.day.authorization_prefix.as_bytes());
+    w.extend_from_slice(signed.signature.as_bytes());
+    w.extend_from_slice(b"\r\nuser-agent: ");
+    w.extend_from_slice(USER_AGENT_VALUE.as_bytes());
+    w.extend_from_slice(b"\r\n\r\n");
+}
+
+/// An exchange's result as the client's typed outcome.
+fn answer_of(sent: std::result::Result<super::http1::Answer, SendError>) -> Result<Answer> {
+    let answer = sent.map_err(|e| {
+        let kind = match &e {
+            SendError::ConnectTimeout => ErrorKind::Timeout,
+            SendError::Connect(io) | SendError::Io(io)
+                if io.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                ErrorKind::Timeout
+            }
+            // Refused, reset, TLS, DNS, a garbled answer: the next
+            // attempt may work.
+            _ => ErrorKind::Network,
+        };
+        BackendError::new(kind, OP, format!("dispatch failure: {e}"))
+    })?;
+    if (200..300).contains(&answer.status) {
+        return Ok(Answer::Ok);
+    }
+    let (code, message) = error_code_and_message(answer.error_type.as_deref(), &answer.body);
+    Ok(Answer::Failed {
+        status: answer.status,
+        code,
+        message,
+        date: answer.date.as_deref().and_then(parse_http_date),
+    })
 }
 
 /// A request's signature and what went into it.
