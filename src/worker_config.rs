@@ -39,7 +39,14 @@ pub struct WorkerConfig {
     pub push_retry: RetryPolicy,
     /// Most posts in flight.
     pub fanout_concurrency: usize,
+    /// Recipients of one frame posted together (HTTP/1.1 pipelining).
+    pub fanout_pipeline: usize,
 }
+
+/// `switchboard dev`'s worker pipelines its posts: it talks to its own
+/// gateway, which answers pipelined requests in one write
+/// (docs/worker.md, "Pipelining").
+pub const DEV_FANOUT_PIPELINE: usize = 8;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +104,7 @@ impl WorkerConfig {
             backoff: Backoff::default(),
             push_retry: RetryPolicy::default(),
             fanout_concurrency: 128,
+            fanout_pipeline: DEV_FANOUT_PIPELINE,
             worker,
         }
     }
@@ -183,6 +191,7 @@ impl WorkerConfig {
                 max: (args.push_retry_base * 20).min(Duration::from_secs(5)),
             },
             fanout_concurrency: args.fanout_concurrency,
+            fanout_pipeline: args.fanout_pipeline,
         })
     }
 }
@@ -219,6 +228,9 @@ mod tests {
         assert_eq!(local.backoff, flags.backoff);
         assert_eq!(local.push_retry, flags.push_retry);
         assert_eq!(local.fanout_concurrency, flags.fanout_concurrency);
+        // The one deliberate difference: dev pipelines to its own gateway.
+        assert_eq!(flags.fanout_pipeline, 1);
+        assert_eq!(local.fanout_pipeline, DEV_FANOUT_PIPELINE);
         assert_eq!(local.actions.history_default, flags.actions.history_default);
         assert_eq!(local.actions.retention, flags.actions.retention);
     }

@@ -1,6 +1,7 @@
 //! Fan-out through the real @connections client: 410 prunes exactly the gone
 //! connections, 429/5xx are retried per recipient, sessions larger than one
-//! Query page reach everyone once. SQS and DynamoDB on moto.
+//! Query page reach everyone once; the first two also with posts pipelined
+//! (`--fanout-pipeline`). SQS and DynamoDB on moto.
 #![cfg(feature = "aws-tests")]
 
 mod support;
@@ -15,6 +16,15 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone() {
+    gone_connections_are_pruned(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_posts_prune_gone_connections_exactly() {
+    gone_connections_are_pruned(&["--fanout-pipeline", "3"]).await;
+}
+
+async fn gone_connections_are_pruned(flags: &[&str]) {
     let s = Rig::start("gone").await;
     let members = ids("m", 5);
     s.connect("room", &members).await;
@@ -23,7 +33,7 @@ async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone
     s.server.set_gone("m1");
     s.server.set_gone("m3");
 
-    let worker = s.worker(&[]).await;
+    let worker = s.worker(flags).await;
     // m0 sends: m1 and m3 are gone.
     s.send(
         "msg-1",
@@ -92,6 +102,16 @@ async fn gone_connections_are_pruned_exactly_and_the_sender_only_when_it_is_gone
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_recipients_are_retried_and_one_failing_recipient_does_not_redeliver_to_all() {
+    throttled_recipients_are_retried(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_posts_are_retried_per_recipient() {
+    // All four recipients in one pipeline; the retries go one by one.
+    throttled_recipients_are_retried(&["--fanout-pipeline", "4"]).await;
+}
+
+async fn throttled_recipients_are_retried(flags: &[&str]) {
     let s = Rig::start("throttle").await;
     let members = ids("t", 4);
     s.connect("room", &members).await;
@@ -100,7 +120,7 @@ async fn throttled_recipients_are_retried_and_one_failing_recipient_does_not_red
     s.server.throttle("t3", 100); // never recovers within the retries
 
     let worker = s
-        .worker(&["--push-retries", "3", "--push-retry-base", "10ms"])
+        .worker(&[&["--push-retries", "3", "--push-retry-base", "10ms"], flags].concat())
         .await;
     s.send(
         "msg-1",

@@ -8,8 +8,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
-use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -54,6 +55,13 @@ pub struct FanoutReport {
 }
 
 impl FanoutReport {
+    fn merge(&mut self, other: FanoutReport) {
+        self.ok += other.ok;
+        self.gone += other.gone;
+        self.throttled += other.throttled;
+        self.failed += other.failed;
+    }
+
     fn add(&mut self, d: Delivery) {
         match d {
             Delivery::Ok => self.ok += 1,
@@ -67,6 +75,13 @@ impl FanoutReport {
     pub fn total(&self) -> u64 {
         self.ok + self.gone + self.throttled + self.failed
     }
+}
+
+/// One recipient's delivery as a report.
+fn one(d: Delivery) -> FanoutReport {
+    let mut r = FanoutReport::default();
+    r.add(d);
+    r
 }
 
 /// Retry policy for one recipient.
@@ -109,6 +124,8 @@ pub struct Fanout {
     connections: Arc<dyn Connections>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    /// Recipients posted together (one HTTP/1.1 pipeline); 1: one by one.
+    pipeline: usize,
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
     struggling: Arc<Struggling>,
@@ -200,10 +217,20 @@ impl Fanout {
             connections,
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            pipeline: 1,
             retry,
             metrics,
             struggling: Arc::default(),
         }
+    }
+
+    /// Posts up to `pipeline` recipients of one frame together
+    /// ([`Push::post_frame_many`]: the lean client pipelines them on one
+    /// keep-alive connection), within the concurrency bound; retries are
+    /// still per recipient. 1 (the default) posts them one by one.
+    pub fn with_pipeline(mut self, pipeline: usize) -> Self {
+        self.pipeline = pipeline.clamp(1, self.concurrency);
+        self
     }
 
     /// The connections table this fan-out reads and prunes.
@@ -266,10 +293,18 @@ impl Fanout {
         };
         let mut next_page = Some(query(None));
         let mut last_page_len = 0;
+        let mut posts = 0;
         loop {
-            while in_flight.len() < self.concurrency {
-                let Some(c) = waiting.pop_front() else { break };
-                in_flight.push(self.deliver(endpoint, c, &frame));
+            while posts < self.concurrency && !waiting.is_empty() {
+                let take = self.batch_len(posts, waiting.len());
+                posts += take;
+                in_flight.push(if take == 1 {
+                    let c = waiting.pop_front().expect("not empty");
+                    Either::Left(self.deliver(endpoint, c, &frame).map(one))
+                } else {
+                    let batch = waiting.drain(..take).collect();
+                    Either::Right(self.deliver_batch(endpoint, batch, &frame))
+                });
             }
             // Read the next page as soon as the previous one arrived, so a slow
             // Query never stalls deliveries; at most about two pages are buffered.
@@ -278,7 +313,10 @@ impl Fanout {
                 return Ok(report);
             }
             tokio::select! {
-                Some(d) = in_flight.next(), if !in_flight.is_empty() => report.add(d),
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    posts -= done.total() as usize;
+                    report.merge(done);
+                }
                 page = async {
                     match next_page.as_mut() {
                         Some(p) => p.await,
@@ -322,18 +360,75 @@ impl Fanout {
     ) -> FanoutReport {
         let frame = Frame::new(frame);
         let mut report = FanoutReport::default();
+        let mut left = recipients.len();
         let mut waiting = recipients.into_iter();
         let mut in_flight = FuturesUnordered::new();
+        let mut posts = 0;
         loop {
-            while in_flight.len() < self.concurrency {
-                let Some(c) = waiting.next() else { break };
-                in_flight.push(self.deliver(endpoint, c, &frame));
+            while posts < self.concurrency && left > 0 {
+                let take = self.batch_len(posts, left);
+                posts += take;
+                left -= take;
+                in_flight.push(if take == 1 {
+                    let c = waiting.next().expect("counted");
+                    Either::Left(self.deliver(endpoint, c, &frame).map(one))
+                } else {
+                    let batch = waiting.by_ref().take(take).collect();
+                    Either::Right(self.deliver_batch(endpoint, batch, &frame))
+                });
             }
             match in_flight.next().await {
-                Some(d) => report.add(d),
+                Some(done) => {
+                    posts -= done.total() as usize;
+                    report.merge(done);
+                }
                 None => return report,
             }
         }
+    }
+
+    /// How many of `waiting` recipients go in the next post while `posts`
+    /// are in flight (at least 1; `posts` is under the concurrency bound).
+    fn batch_len(&self, posts: usize, waiting: usize) -> usize {
+        self.pipeline
+            .min(self.concurrency - posts)
+            .min(waiting)
+            .max(1)
+    }
+
+    /// Posts `conns` together (one attempt each), then finishes each
+    /// recipient as [`Fanout::deliver`] does: retries where retriable,
+    /// prunes where gone.
+    async fn deliver_batch(
+        &self,
+        endpoint: &str,
+        conns: Vec<Connection>,
+        frame: &Frame,
+    ) -> FanoutReport {
+        let first = {
+            let ids: Vec<&str> = conns.iter().map(|c| c.connection_id.as_str()).collect();
+            let n = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            // Closed only if the Fanout is dropped, which cannot happen while
+            // `self` is borrowed; `n` is at most the semaphore's permits.
+            let _permits = self.permits.acquire_many(n).await.ok();
+            let started = Instant::now();
+            let results = self.push.post_frame_many(endpoint, &ids, frame).await;
+            let took = started.elapsed().as_secs_f64();
+            for _ in 0..ids.len() {
+                self.metrics.delivery_duration.observe(took);
+            }
+            results
+        };
+        let each = conns.into_iter().zip(first).map(|(c, first)| {
+            let span = tracing::debug_span!("deliver", connection_id = %c.connection_id);
+            self.deliver_untraced(endpoint, c, frame, Some(first))
+                .instrument(span)
+        });
+        let mut report = FanoutReport::default();
+        for d in futures::future::join_all(each).await {
+            report.add(d);
+        }
+        report
     }
 
     /// To one connection known only by id (the sender). If it is gone, its item
@@ -346,7 +441,7 @@ impl Fanout {
     ) -> Delivery {
         let frame = Frame::new(frame);
         let d = self
-            .post_with_retries(endpoint, connection_id, &frame)
+            .post_with_retries(endpoint, connection_id, &frame, None)
             .await;
         if d == Delivery::Gone {
             match self.connections.get(connection_id).await {
@@ -365,14 +460,21 @@ impl Fanout {
     /// Posts to one recipient; on 410 prunes exactly that connection item.
     async fn deliver(&self, endpoint: &str, conn: Connection, frame: &Frame) -> Delivery {
         let span = tracing::debug_span!("deliver", connection_id = %conn.connection_id);
-        self.deliver_untraced(endpoint, conn, frame)
+        self.deliver_untraced(endpoint, conn, frame, None)
             .instrument(span)
             .await
     }
 
-    async fn deliver_untraced(&self, endpoint: &str, conn: Connection, frame: &Frame) -> Delivery {
+    /// `first`: the first attempt's result, when it was made already.
+    async fn deliver_untraced(
+        &self,
+        endpoint: &str,
+        conn: Connection,
+        frame: &Frame,
+        first: Option<crate::backend::Result<()>>,
+    ) -> Delivery {
         let d = self
-            .post_with_retries(endpoint, &conn.connection_id, frame)
+            .post_with_retries(endpoint, &conn.connection_id, frame, first)
             .await;
         if d == Delivery::Gone {
             self.prune(&conn).await;
@@ -389,8 +491,11 @@ impl Fanout {
         endpoint: &str,
         connection_id: &str,
         frame: &Frame,
+        first: Option<crate::backend::Result<()>>,
     ) -> Delivery {
-        let d = self.post_until_final(endpoint, connection_id, frame).await;
+        let d = self
+            .post_until_final(endpoint, connection_id, frame, first)
+            .await;
         match d {
             Delivery::Ok => self.struggling.clear(connection_id),
             Delivery::Throttled | Delivery::Failed => self.struggling.mark(connection_id),
@@ -404,11 +509,14 @@ impl Fanout {
         endpoint: &str,
         connection_id: &str,
         frame: &Frame,
+        mut first: Option<crate::backend::Result<()>>,
     ) -> Delivery {
         let mut delays = self.retry.delays();
         let retry = !self.struggling.contains(connection_id);
         loop {
-            let result = {
+            let result = if let Some(r) = first.take() {
+                r
+            } else {
                 // Closed only if the Fanout is dropped, which cannot happen while
                 // `self` is borrowed.
                 let _permit = self.permits.acquire().await.ok();

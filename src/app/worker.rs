@@ -208,7 +208,8 @@ pub async fn serve_worker(
         config.fanout_concurrency,
         config.push_retry,
         metrics.clone(),
-    );
+    )
+    .with_pipeline(config.fanout_pipeline);
     let actions = Actions::new(backends.messages, fanout, config.actions.clone());
     let handler = Handler::new(
         actions,

@@ -53,6 +53,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "SWITCHBOARD_FANOUT_CONCURRENCY", default_value = "128", value_parser = positive)]
     pub fanout_concurrency: usize,
 
+    /// Recipients of one frame sent together on one keep-alive connection
+    /// (HTTP/1.1 pipelining), within --fanout-concurrency; 1 sends them one by one.
+    #[arg(long, env = "SWITCHBOARD_FANOUT_PIPELINE", default_value = "1", value_parser = positive)]
+    pub fanout_pipeline: usize,
+
     /// Most messages received and not yet finished; default 2 × --max-groups (at least 10).
     #[arg(long, env = "SWITCHBOARD_MAX_IN_HAND", value_parser = positive)]
     pub max_in_hand: Option<usize>,

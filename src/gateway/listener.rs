@@ -380,6 +380,9 @@ async fn connection(
         // The socket wrapper enforces the header deadline, phase by phase;
         // hyper's own timer would also cut kept-alive connections at it.
         .header_read_timeout(None)
+        // Pipelined requests (dev's worker sends its posts so) are
+        // answered in one write, not one per request.
+        .pipeline_flush(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
