@@ -5,19 +5,29 @@
 # @connections sink (nginx answering 200). Beside it, the physical limit: wrk
 # POSTing the same body to the same sink at the same concurrency.
 #
-#   bench/fanout.sh [N ...] [--record]    (--record appends rows to docs/benchmarks.md)
+#   bench/fanout.sh [--pipeline K] [N ...] [--record]
+#
+# --record appends rows to docs/benchmarks.md. --pipeline K runs the worker
+# with --fanout-pipeline K (K requests per write on each connection, 128/K
+# connections) and wrk the same way: -c(128/K), each connection sending K
+# pipelined requests at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 SIZES=()
 RECORD=0
-for a in "$@"; do
-  case "$a" in
+PIPELINE=1
+USAGE="usage: bench/fanout.sh [--pipeline K] [N ...] [--record]"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --record) RECORD=1 ;;
-    *[!0-9]*) echo "usage: bench/fanout.sh [N ...] [--record]" >&2; exit 2 ;;
-    *) SIZES+=("$a") ;;
+    --pipeline) PIPELINE=${2:?$USAGE}; shift ;;
+    *[!0-9]*) echo "$USAGE" >&2; exit 2 ;;
+    *) SIZES+=("$1") ;;
   esac
+  shift
 done
+case "$PIPELINE" in ''|*[!0-9]*|0) echo "$USAGE" >&2; exit 2 ;; esac
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000 50000)
 CONCURRENCY=${SWITCHBOARD_FANOUT_CONCURRENCY:-128}
 ensure_tools
@@ -33,9 +43,16 @@ trap cleanup EXIT
 start_sink "$WORK" plain
 
 printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 420)\nwrk.headers["Content-Type"] = "application/json"\n' >"$WORK/post.lua"
+WRK_CONNECTIONS=$CONCURRENCY
+if [ "$PIPELINE" -gt 1 ]; then
+  # wrk's pipelining: each connection sends PIPELINE requests in one write
+  # and reads their answers before the next batch.
+  printf 'init = function(args)\n  local r = {}\n  for i = 1, %d do r[i] = wrk.format() end\n  batch = table.concat(r)\nend\nrequest = function() return batch end\n' "$PIPELINE" >>"$WORK/post.lua"
+  WRK_CONNECTIONS=$(( (CONCURRENCY + PIPELINE - 1) / PIPELINE ))
+fi
 # wrk's requests/s and its own CPU (user + system, from the kernel's
 # accounting of the child) per request: the cheapest client of the same sink.
-read -r WRK WRK_US < <(python3 - "$WORK/post.lua" "$CONCURRENCY" "http://127.0.0.1:$SINK_PORT/bench/@connections/x" <<'PY'
+read -r WRK WRK_US < <(python3 - "$WORK/post.lua" "$WRK_CONNECTIONS" "http://127.0.0.1:$SINK_PORT/bench/@connections/x" <<'PY'
 import re, resource, subprocess, sys
 out = subprocess.run(["wrk", "-t2", "-c" + sys.argv[2], "-d5s", "-s", sys.argv[1], sys.argv[3]],
                      capture_output=True, text=True, check=True).stdout
@@ -46,7 +63,7 @@ print(rate, 1e6 * (used.ru_utime + used.ru_stime) / requests)
 PY
 )
 : >"$WORK/access.log"
-printf '\nsink limit (wrk -t2 -c%d, same body): %.0f requests/s, %.1f µs of wrk CPU per request\n\n' "$CONCURRENCY" "$WRK" "$WRK_US"
+printf '\nsink limit (wrk -t2 -c%d, same body, %d per write): %.0f requests/s, %.1f µs of wrk CPU per request\n\n' "$WRK_CONNECTIONS" "$PIPELINE" "$WRK" "$WRK_US"
 printf '%8s %12s %10s %10s %10s %10s %8s %8s %12s %12s\n' N deliveries/s vs_wrk p50_ms p99_ms RSS_MiB CPU_s CPU_% us_CPU/deliv CPU_vs_wrk
 for N in "${SIZES[@]}"; do
   DIR="$WORK/store-$N"
@@ -56,7 +73,7 @@ for N in "${SIZES[@]}"; do
   SWITCHBOARD_LOG_FORMAT=json "$BIN" worker --data-dir "$DIR" \
     --queue-url embedded://switchboard-inbound.fifo \
     --callback-url "http://127.0.0.1:$SINK_PORT/bench" \
-    --metrics-addr "127.0.0.1:$METRICS_PORT" --fanout-concurrency "$CONCURRENCY" 2>"$WORK/worker-$N.log" &
+    --metrics-addr "127.0.0.1:$METRICS_PORT" --fanout-concurrency "$CONCURRENCY" --fanout-pipeline "$PIPELINE" 2>"$WORK/worker-$N.log" &
   WORKER_PID=$!
   wait_lines "$WORK/access.log" "$N" 300 "$WORKER_PID"
   RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$WORKER_PID/status")
@@ -74,9 +91,9 @@ for N in "${SIZES[@]}"; do
     "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$(echo "100 * $CPU / $WINDOW" | bc -l)" "$US_PER" \
     "$(echo "$US_PER / $WRK_US" | bc -l)"
   if [ "$RECORD" = 1 ]; then
-    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.1f | %.0f | %.1f | `bench/fanout.sh %d` |\n' \
+    printf '| %s | %s | %d | %d | %.0f | %.0f %% | %.2f | %.2f | %.1f | %.2f | %.1f | %.0f | %.1f | `bench/fanout.sh %s%d` |\n' \
       "$(date -u +%F)" "$(git rev-parse --short HEAD)" "$N" "$CONCURRENCY" "$RATE" "$(echo "100 * $RATE / $WRK" | bc -l)" \
-      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$US_PER" "$WRK" "$WRK_US" "$N" >>"$WORK/rows"
+      "$(echo "$P50 * 1000" | bc -l)" "$(echo "$P99 * 1000" | bc -l)" "$(echo "$RSS_KB / 1024" | bc -l)" "$CPU" "$US_PER" "$WRK" "$WRK_US" "$([ "$PIPELINE" = 1 ] || echo "--pipeline $PIPELINE ")" "$N" >>"$WORK/rows"
   fi
 done
 if [ "$RECORD" = 1 ]; then
