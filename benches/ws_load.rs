@@ -22,7 +22,14 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{WebSocketStream, client_async};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+
+/// Each client's read chunk. tungstenite's default (128 KiB) is zeroed
+/// before every read, also before one that finds nothing: that `memset` was
+/// 56 % of this tool's CPU in a broadcast (docs/benchmarks.md). The frames
+/// read here are a few hundred bytes; larger ones arrive over more reads.
+const READ_CHUNK: usize = 4 * 1024;
 
 type Ws = WebSocketStream<tokio::net::TcpStream>;
 
@@ -35,7 +42,8 @@ async fn connect(url: &str, session: &str, n: usize) -> Ws {
     socket.bind(SocketAddr::new(source, 0)).unwrap();
     let stream = socket.connect(server).await.expect("TCP connect");
     let request = format!("ws://{hostport}/{path}?session={session}");
-    let (ws, _) = client_async(request, stream)
+    let config = WebSocketConfig::default().read_buffer_size(READ_CHUNK);
+    let (ws, _) = client_async_with_config(request, stream, Some(config))
         .await
         .expect("WebSocket handshake");
     ws
