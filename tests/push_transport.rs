@@ -543,72 +543,58 @@ async fn a_pipelined_request_signs_and_reads_as_a_single_post() {
     assert_ne!(requests[1].head, requests[2].head);
 }
 
-#[tokio::test]
-async fn a_pipeline_cut_short_fails_the_requests_left_unanswered() {
-    // The server answers two of five and closes the connection (its second
-    // answer says `connection: close`): the other three are errors the
-    // fan-out retries, and the next pipeline takes a new connection.
+/// A pipeline of `n` whose second answer is `second` (the server closes
+/// the connection after it when `closes`): the first `ok` requests
+/// succeed, the rest are network errors the fan-out retries, and the next
+/// pipeline goes out on a new connection.
+async fn a_broken_pipeline(second: &'static [u8], closes: bool, n: usize, ok_count: usize) {
     let server = Server::start_batched(
-        Arc::new(|n, _| match n {
-            1 => (
-                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n".to_vec(),
-                true,
-            ),
+        Arc::new(move |i, _| match i {
+            1 => (second.to_vec(), closes),
             _ => ok(),
         }),
         None,
-        5,
+        n,
     )
     .await;
     let push = client().await;
     let frame = Frame::new(Bytes::from_static(b"x"));
-    let ids = ["a", "b", "c", "d", "e"];
+    let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let results = push.post_frame_many(&server.url, &ids, &frame).await;
-    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
-    for r in &results[2..] {
-        let e = r.as_ref().unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Network, "{e}");
-        assert!(e.is_retriable());
+    for (i, r) in results.iter().enumerate() {
+        if i < ok_count {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        } else {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Network, "{i}: {e}");
+            assert!(e.is_retriable());
+        }
     }
     let again = push.post_frame_many(&server.url, &ids, &frame).await;
     assert!(again.iter().all(Result::is_ok), "{again:?}");
-    assert_eq!(server.connections(), 2);
-    // Two answered of the first pipeline's five, then five.
-    assert_eq!(server.requests.lock().unwrap().len(), 7);
+    assert_eq!(server.connections(), 2, "a broken connection is not reused");
+}
+
+#[tokio::test]
+async fn a_pipeline_cut_short_fails_the_requests_left_unanswered() {
+    // Two of five answered, the second with `connection: close`.
+    a_broken_pipeline(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        true,
+        5,
+        2,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_garbled_answer_in_a_pipeline_fails_it_from_there_on() {
-    let server = Server::start_batched(
-        Arc::new(|n, _| match n {
-            1 => (
-                b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n".to_vec(),
-                false,
-            ),
-            _ => ok(),
-        }),
-        None,
+    a_broken_pipeline(
+        b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n",
+        false,
         3,
+        1,
     )
     .await;
-    let push = client().await;
-    let frame = Frame::new(Bytes::from_static(b"x"));
-    let results = push
-        .post_frame_many(&server.url, &["a", "b", "c"], &frame)
-        .await;
-    assert!(results[0].is_ok(), "{results:?}");
-    assert!(
-        results[1..]
-            .iter()
-            .all(|r| r.as_ref().is_err_and(|e| e.kind == ErrorKind::Network))
-    );
-    let again = push
-        .post_frame_many(&server.url, &["a", "b", "c"], &frame)
-        .await;
-    assert!(again.iter().all(Result::is_ok), "{again:?}");
-    assert_eq!(
-        server.connections(),
-        2,
-        "a garbled connection is not reused"
-    );
 }

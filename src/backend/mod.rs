@@ -442,11 +442,22 @@ pub trait Push: Send + Sync + 'static {
         connection_ids: &[&str],
         frame: &Frame,
     ) -> Vec<Result<()>> {
-        let each = connection_ids
-            .iter()
-            .map(|id| self.post_frame(endpoint, id, frame));
-        futures::future::join_all(each).await
+        post_each(self, endpoint, connection_ids, frame).await
     }
+}
+
+/// [`Push::post_frame`] to each of `connection_ids`, concurrently; the
+/// results in their order.
+pub async fn post_each<P: Push + ?Sized>(
+    push: &P,
+    endpoint: &str,
+    connection_ids: &[&str],
+    frame: &Frame,
+) -> Vec<Result<()>> {
+    let each = connection_ids
+        .iter()
+        .map(|id| push.post_frame(endpoint, id, frame));
+    futures::future::join_all(each).await
 }
 
 /// A frame's bytes, shared by every recipient of one message, and their

@@ -206,10 +206,7 @@ impl Push for LeanPush {
         let inner = &self.inner;
         let n = connection_ids.len();
         if n < 2 || frame.bytes().len() >= PIPELINE_BODY_UNDER {
-            let each = connection_ids
-                .iter()
-                .map(|id| self.post_frame(endpoint, id, frame));
-            return futures::future::join_all(each).await;
+            return crate::backend::post_each(self, endpoint, connection_ids, frame).await;
         }
         let ep = match inner.endpoint(endpoint) {
             Ok(ep) => ep,
