@@ -561,7 +561,15 @@ async fn a_broken_pipeline(second: &'static [u8], closes: bool, n: usize, ok_cou
     let frame = Frame::new(Bytes::from_static(b"x"));
     let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let results = push.post_frame_many(&server.url, &ids, &frame).await;
+    // The server answers only once it has the whole pipeline: a client
+    // that waits for an answer before sending the next request times out.
+    let pipelined = || {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            push.post_frame_many(&server.url, &ids, &frame),
+        )
+    };
+    let results = pipelined().await.expect("sent as one pipeline");
     for (i, r) in results.iter().enumerate() {
         if i < ok_count {
             assert!(r.is_ok(), "{i}: {r:?}");
@@ -571,7 +579,7 @@ async fn a_broken_pipeline(second: &'static [u8], closes: bool, n: usize, ok_cou
             assert!(e.is_retriable());
         }
     }
-    let again = push.post_frame_many(&server.url, &ids, &frame).await;
+    let again = pipelined().await.expect("sent as one pipeline");
     assert!(again.iter().all(Result::is_ok), "{again:?}");
     assert_eq!(server.connections(), 2, "a broken connection is not reused");
 }
