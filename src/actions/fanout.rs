@@ -84,6 +84,19 @@ fn one(d: Delivery) -> FanoutReport {
     r
 }
 
+/// The next `take` (at least 1) of `from`: one recipient alone (no
+/// allocation on the one-by-one path), or several.
+fn batch_of(
+    take: usize,
+    mut from: impl Iterator<Item = Connection>,
+) -> Either<Connection, Vec<Connection>> {
+    if take == 1 {
+        Either::Left(from.next().expect("a recipient is waiting"))
+    } else {
+        Either::Right(from.take(take).collect())
+    }
+}
+
 /// Retry policy for one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -298,13 +311,8 @@ impl Fanout {
             while posts < self.concurrency && !waiting.is_empty() {
                 let take = self.batch_len(posts, waiting.len());
                 posts += take;
-                in_flight.push(if take == 1 {
-                    let c = waiting.pop_front().expect("not empty");
-                    Either::Left(self.deliver(endpoint, c, &frame).map(one))
-                } else {
-                    let batch = waiting.drain(..take).collect();
-                    Either::Right(self.deliver_batch(endpoint, batch, &frame))
-                });
+                let batch = batch_of(take, waiting.drain(..take));
+                in_flight.push(self.post_batch(endpoint, &frame, batch));
             }
             // Read the next page as soon as the previous one arrived, so a slow
             // Query never stalls deliveries; at most about two pages are buffered.
@@ -369,13 +377,8 @@ impl Fanout {
                 let take = self.batch_len(posts, left);
                 posts += take;
                 left -= take;
-                in_flight.push(if take == 1 {
-                    let c = waiting.next().expect("counted");
-                    Either::Left(self.deliver(endpoint, c, &frame).map(one))
-                } else {
-                    let batch = waiting.by_ref().take(take).collect();
-                    Either::Right(self.deliver_batch(endpoint, batch, &frame))
-                });
+                let batch = batch_of(take, waiting.by_ref());
+                in_flight.push(self.post_batch(endpoint, &frame, batch));
             }
             match in_flight.next().await {
                 Some(done) => {
@@ -394,6 +397,20 @@ impl Fanout {
             .min(self.concurrency - posts)
             .min(waiting)
             .max(1)
+    }
+
+    /// Delivers one recipient ([`Fanout::deliver`]) or several together
+    /// ([`Fanout::deliver_batch`]).
+    fn post_batch<'a>(
+        &'a self,
+        endpoint: &'a str,
+        frame: &'a Frame,
+        batch: Either<Connection, Vec<Connection>>,
+    ) -> impl Future<Output = FanoutReport> + 'a {
+        match batch {
+            Either::Left(c) => Either::Left(self.deliver(endpoint, c, frame).map(one)),
+            Either::Right(conns) => Either::Right(self.deliver_batch(endpoint, conns, frame)),
+        }
     }
 
     /// Posts `conns` together (one attempt each), then finishes each

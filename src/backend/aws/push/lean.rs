@@ -216,61 +216,48 @@ impl Push for LeanPush {
             Ok(s) => s,
             Err(e) => return vec![Err(e); n],
         };
-        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(n);
+        // One result per id, in order; `Ok` stands in for the signed ones
+        // until their answers are read.
+        let mut results: Vec<Result<()>> = Vec::with_capacity(n);
         let mut signed = Vec::with_capacity(n);
-        for id in connection_ids {
+        for (i, id) in connection_ids.iter().enumerate() {
             match inner.sign(&ep, &signer, id, frame, None) {
                 Ok(s) => {
-                    results.push(None);
-                    signed.push((*id, s));
+                    results.push(Ok(()));
+                    signed.push((i, s));
                 }
-                Err(e) => results.push(Some(Err(e))),
+                Err(e) => results.push(Err(e)),
             }
         }
         let body = frame.bytes();
-        let head = |i: usize, w: &mut Vec<u8>| {
-            let (id, s) = &signed[i];
-            write_head(w, &ep, &signer, s, id, body.len());
+        let head = |k: usize, w: &mut Vec<u8>| {
+            let (i, s) = &signed[k];
+            write_head(w, &ep, &signer, s, connection_ids[*i], body.len());
         };
         let sent =
             tokio::time::timeout(inner.timeout, ep.origin.send_many(signed.len(), head, body))
                 .await;
-        let mut answers = match sent {
-            Ok(answers) => answers.into_iter(),
-            Err(_) => Vec::new().into_iter(),
-        };
+        // Timed out: no answers, so each signed one is a timeout.
+        let mut answers = sent.unwrap_or_default().into_iter();
         let mut again = Vec::new();
-        let mut sent_ones = signed.iter();
-        for (i, slot) in results.iter_mut().enumerate() {
-            if slot.is_some() {
-                continue;
-            }
-            let Some((_, s)) = sent_ones.next() else {
-                break;
-            };
-            let answer = match answers.next() {
-                Some(a) => answer_of(a),
+        for (i, s) in &signed {
+            results[*i] = match answers.next().map(answer_of) {
                 None => Err(inner.timed_out()),
-            };
-            *slot = Some(match answer {
-                Err(e) => Err(e),
-                Ok(answer) => match inner.judge(answer, s, false) {
+                Some(Err(e)) => Err(e),
+                Some(Ok(answer)) => match inner.judge(answer, s, false) {
                     Next::Done(result) => result,
                     // The clock is corrected: this one is signed again.
                     Next::SignAgain => {
-                        again.push(i);
-                        Ok(())
+                        again.push(*i);
+                        continue;
                     }
                 },
-            });
+            };
         }
         for i in again {
-            results[i] = Some(self.post_frame(endpoint, connection_ids[i], frame).await);
+            results[i] = self.post_frame(endpoint, connection_ids[i], frame).await;
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(inner.timed_out())))
-            .collect()
     }
 }
 
