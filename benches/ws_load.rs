@@ -182,7 +182,7 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
                 lat.push((p.seq, (now - sent) as f64 / 1000.0));
                 delivered.fetch_add(1, Ordering::Relaxed);
             }
-            lat
+            (lat, ws)
         }));
     }
     let end = Instant::now() + Duration::from_secs(10);
@@ -199,13 +199,19 @@ async fn broadcast(url: &str, members: usize, rounds: u64) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    // Every member stays connected until all are done: a member that left as
+    // soon as it had the last frame would make `dev` handle its $disconnect
+    // while the last round is still being delivered to the others.
     let mut all = Vec::with_capacity(members * rounds as usize);
+    let mut open = Vec::with_capacity(members);
     for t in tasks {
-        if let Ok(Ok(lat)) = tokio::time::timeout(Duration::from_secs(10), t).await {
+        if let Ok(Ok((lat, ws))) = tokio::time::timeout(Duration::from_secs(10), t).await {
             all.extend(lat);
+            open.push(ws);
         }
     }
     let cpu = cpu_per(cpu0, all.len(), "delivery");
+    drop(open);
     let sorted = |keep: &dyn Fn(u64) -> bool| {
         let mut l: Vec<f64> = all
             .iter()
