@@ -1,7 +1,8 @@
 //! Slow and idle HTTP clients against `switchboard dev` (issue 15, item 1):
 //! the binary runs under a lowered file-descriptor limit (`prlimit`) with
 //! short `[limits]` timeouts, and a crowd of sockets that send half a
-//! request line must not lock everyone else out.
+//! request line must not lock everyone else out. Also: the descriptor table
+//! is grown to the limit at start (issue 11).
 
 mod support;
 
@@ -23,10 +24,15 @@ const LIMITS: &str = "[limits]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\n
 
 /// `switchboard dev --ephemeral` under `prlimit --nofile=NOFILE`, with `LIMITS`.
 async fn start(dir: &TempDir) -> (Proc, SocketAddr) {
+    start_with_nofile(dir, NOFILE).await
+}
+
+/// `switchboard dev --ephemeral` under `prlimit --nofile=nofile`, with `LIMITS`.
+async fn start_with_nofile(dir: &TempDir, nofile: u32) -> (Proc, SocketAddr) {
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, LIMITS).unwrap();
     let mut cmd = tokio::process::Command::new("prlimit");
-    cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
         .arg(env!("CARGO_BIN_EXE_switchboard"))
         .args(["dev", "--ephemeral", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
@@ -61,6 +67,23 @@ async fn closed_within(s: &mut TcpStream, deadline: Duration) -> Option<String> 
     .await;
     read.ok()
         .map(|()| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The descriptor table is grown to the limit when the listener starts, so
+/// that no accept waits for the kernel to grow it under load (gateway/listener.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_descriptor_table_is_grown_at_start() {
+    let dir = TempDir::new("sb-fdtable");
+    // Far above what `dev` opens by itself (its table would be 128 or 256).
+    let (proc, addr) = start_with_nofile(&dir, 4096).await;
+    // Answered by the accept loop, which starts after the table is grown.
+    let (status, _) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    assert!(
+        proc.fd_table_size() >= 4096,
+        "FDSize {}",
+        proc.fd_table_size()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

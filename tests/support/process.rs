@@ -173,12 +173,22 @@ impl Proc {
 
     /// Resident memory now, in KiB (`VmRSS` of `/proc/PID/status`).
     pub fn rss_kib(&self) -> u64 {
+        self.status_number("VmRSS:")
+    }
+
+    /// The size of the process's descriptor table (`FDSize`).
+    pub fn fd_table_size(&self) -> u64 {
+        self.status_number("FDSize:")
+    }
+
+    /// The number on line `key` of `/proc/PID/status` (a "kB" unit dropped).
+    fn status_number(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{key} in /proc/PID/status"))
     }
 }
 
