@@ -34,7 +34,8 @@
 //! - Leaves every part may use: [`usage`] (the exit-2 error), [`sync`] (the
 //!   poison-tolerant lock and the wall clock), [`clock`] (calendar dates and
 //!   the time formats API Gateway and SigV4 use), `tls` (the rustls set-up of
-//!   every outgoing HTTPS client).
+//!   every outgoing HTTPS client), [`fds`] (the descriptor limit, count and
+//!   table).
 
 pub mod actions;
 pub mod app;
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod console;
 pub mod envelope;
+pub mod fds;
 pub mod gateway;
 pub mod handlers;
 pub mod lambda;

@@ -2,6 +2,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = switchboard::cli::parse_or_exit();
+    // While this is the only thread, growing the descriptor table costs nothing
+    // (with more, every growth stalls whoever opens a socket: fds.rs).
+    switchboard::fds::reserve_table();
     switchboard::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

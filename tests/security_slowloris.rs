@@ -69,14 +69,14 @@ async fn closed_within(s: &mut TcpStream, deadline: Duration) -> Option<String> 
         .map(|()| String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The descriptor table is grown to the limit when the listener starts, so
-/// that no accept waits for the kernel to grow it under load (gateway/listener.rs).
+/// The descriptor table is grown to the limit when the process starts, so
+/// that no accept waits for the kernel to grow it under load (src/fds.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_descriptor_table_is_grown_at_start() {
     let dir = TempDir::new("sb-fdtable");
     // Far above what `dev` opens by itself (its table would be 128 or 256).
     let (proc, addr) = start_with_nofile(&dir, 4096).await;
-    // Answered by the accept loop, which starts after the table is grown.
+    // Grown before anything else runs; answered, so surely started.
     let (status, _) = http_get(addr, "/healthz").await;
     assert_eq!(status, 200);
     assert!(

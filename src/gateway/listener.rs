@@ -24,11 +24,11 @@
 //!
 //! The accept loop also watches the process's file descriptors
 //! ([`FdWatch`]): near the limit it logs a warning (at most every 10 s) and
-//! counts it, so the condition the probe found is no longer silent. Before
-//! the first accept it grows the descriptor table to the limit
-//! ([`reserve_fd_table`]), so no accept waits for the kernel to grow it.
+//! counts it, so the condition the probe found is no longer silent. (The
+//! descriptor table is grown to the limit before the runtime starts:
+//! [`crate::fds::reserve_table`].)
 //!
-//! Over 600 lines: about 60 are its unit tests; the accept loop, the
+//! Over 500 lines: about 15 are its unit tests; the accept loop, the
 //! handshake cap and the descriptor watch share the per-connection deadlines.
 
 use std::convert::Infallible;
@@ -57,6 +57,7 @@ use tokio_util::task::TaskTracker;
 use super::config::Limits;
 use super::origin::LocalAddr;
 use super::tls::TlsListener;
+use crate::fds;
 use crate::telemetry::GatewayMetrics;
 
 /// Where connections come from: plain TCP, or TLS streams (handshaken by
@@ -454,12 +455,9 @@ struct FdWatch {
 
 impl FdWatch {
     fn new(metrics: GatewayMetrics) -> Self {
-        let limit = fd_limit();
+        let limit = fds::soft_limit();
         if let Some(l) = limit {
             metrics.fd_limit.set(i64::try_from(l).unwrap_or(i64::MAX));
-        }
-        if let Some(size) = reserve_fd_table(limit) {
-            tracing::debug!(size, "descriptor table reserved");
         }
         FdWatch {
             metrics,
@@ -480,7 +478,7 @@ impl FdWatch {
             return;
         }
         self.last_check = Some(Instant::now());
-        let Some(open) = open_fds() else { return };
+        let Some(open) = fds::open() else { return };
         self.metrics
             .open_fds
             .set(i64::try_from(open).unwrap_or(i64::MAX));
@@ -491,7 +489,7 @@ impl FdWatch {
 
     /// An accept failed for a reason other than the client's.
     fn accept_failed(&mut self, e: &io::Error) {
-        let open = open_fds();
+        let open = fds::open();
         if let Some(o) = open {
             self.metrics
                 .open_fds
@@ -522,131 +520,9 @@ impl FdWatch {
     }
 }
 
-/// The largest descriptor table [`reserve_fd_table`] asks for: 512 KiB of
-/// kernel memory (8 bytes a slot), none of it in the process's RSS.
-#[cfg(target_os = "linux")]
-const FD_TABLE_RESERVE: u64 = 1 << 16;
-
-/// Grows this process's descriptor table, once, to hold descriptors up to the
-/// soft limit (at most [`FD_TABLE_RESERVE`]); returns the size asked for.
-///
-/// Linux grows the table by doubling when a new descriptor does not fit
-/// (256, 512, 1,024, …) and, in a process with more than one thread, waits
-/// for an RCU grace period while doing so (`expand_files` →
-/// `synchronize_rcu`). Every thread that opens a descriptor meanwhile (an
-/// `accept`, a `socket`) sleeps with it: measured here, both tokio workers
-/// stood still for 9–19 ms when a broadcast's first @connections connections
-/// took the process past 1,024 descriptors (docs/benchmarks.md, sixth
-/// sitting). Growing it at start-up takes that wait once, before anything is
-/// served. A kernel never shrinks the table, so the placeholder descriptor is
-/// closed at once.
-#[cfg(target_os = "linux")]
-fn reserve_fd_table(limit: Option<u64>) -> Option<u64> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let size = fd_table_target(limit);
-    let top = libc::c_int::try_from(size.checked_sub(1)?).ok()?;
-    let null = std::fs::File::open("/dev/null").ok()?;
-    // SAFETY: F_DUPFD_CLOEXEC duplicates `null` (open for this call) onto the
-    // lowest free descriptor at or above `top`; it never closes or replaces
-    // another descriptor. The duplicate is owned here and closed at once.
-    let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, top) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just returned by fcntl and nothing else owns it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    Some(size)
-}
-
-/// The table [`reserve_fd_table`] asks for under soft limit `limit` (`None`:
-/// unlimited).
-#[cfg(target_os = "linux")]
-fn fd_table_target(limit: Option<u64>) -> u64 {
-    limit.unwrap_or(FD_TABLE_RESERVE).min(FD_TABLE_RESERVE)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn reserve_fd_table(_limit: Option<u64>) -> Option<u64> {
-    None
-}
-
-/// The soft `RLIMIT_NOFILE`, from /proc/self/limits.
-fn fd_limit() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    parse_fd_limit(&text)
-}
-
-/// The soft limit on the "Max open files" line ("unlimited": none).
-fn parse_fd_limit(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Open descriptors: entries of /proc/self/fd (less the one listing it).
-fn open_fds() -> Option<u64> {
-    let n = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-    Some(n.saturating_sub(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_soft_descriptor_limit_is_read() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                    Max processes             63455                63455                processes \n\
-                    Max open files            1024                 524288               files     \n";
-        assert_eq!(parse_fd_limit(text), Some(1024));
-        assert_eq!(
-            parse_fd_limit(
-                "Max open files            unlimited            unlimited            files"
-            ),
-            None
-        );
-        // This process has one.
-        assert!(fd_limit().is_some());
-        assert!(open_fds().unwrap() > 2);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_descriptor_table_asked_for_is_the_limit_capped() {
-        assert_eq!(fd_table_target(Some(1024)), 1024);
-        assert_eq!(fd_table_target(Some(20_000)), 20_000);
-        assert_eq!(fd_table_target(Some(1 << 20)), FD_TABLE_RESERVE);
-        assert_eq!(fd_table_target(None), FD_TABLE_RESERVE);
-    }
-
-    /// `FDSize` in /proc/self/status: the size of the descriptor table.
-    #[cfg(target_os = "linux")]
-    fn fd_table_size() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
-        line["FDSize:".len()..].trim().parse().unwrap()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_descriptor_table_is_grown_to_the_limit_at_once() {
-        // A test process starts with a table of 64 or 256 slots.
-        let limit = fd_limit().unwrap_or(FD_TABLE_RESERVE);
-        let want = limit.min(4096);
-        assert_eq!(reserve_fd_table(Some(want)), Some(want));
-        assert!(fd_table_size() >= want, "FDSize {}", fd_table_size());
-        // Past the soft limit fcntl refuses, and nothing is reserved.
-        if limit < FD_TABLE_RESERVE {
-            assert_eq!(reserve_fd_table(Some(limit + 1)), None);
-        }
-        // The placeholder is closed: the next descriptor is a low one.
-        let f = std::fs::File::open("/dev/null").unwrap();
-        use std::os::fd::AsRawFd;
-        assert!((f.as_raw_fd() as u64) < 1024);
-    }
 
     #[test]
     fn a_timed_out_body_is_recognised_through_wrapping() {
