@@ -416,7 +416,7 @@ impl Inner {
 
 /// The head of the request signed as `signed`. Every part is checked or
 /// encoded to be a valid request line and header value: the path by
-/// `label_encode`, the host when the endpoint was parsed, the credentials
+/// `sign::push_label`, the host when the endpoint was parsed, the credentials
 /// when they were loaded.
 fn write_head(
     w: &mut Vec<u8>,

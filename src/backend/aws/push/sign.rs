@@ -101,7 +101,7 @@ pub(super) fn signature(
     SCRATCH.with_borrow_mut(|(creq, sts)| {
         creq.clear();
         creq.push_str(&target.canonical_prefix);
-        label_encode(creq, connection_id, true);
+        push_canonical_label(creq, connection_id);
         // No query string; then the signed headers, sorted.
         let _ = std::fmt::Write::write_fmt(
             creq,
@@ -162,19 +162,21 @@ fn push_pct(out: &mut String, b: u8) {
     out.push(char::from(HEX[usize::from(b & 0xf)]));
 }
 
-/// The connection id as a path label, encoded as the SDK encodes it (every
-/// byte but unreserved ones as `%XX`, `/` included); `twice` gives SigV4's
-/// canonical form of that (each `%` again as `%25`).
-fn label_encode(out: &mut String, id: &str, twice: bool) {
-    for_label(id, twice, |b| out.push(char::from(b)));
+/// The connection id as the canonical request has it: the label as sent
+/// ([`push_label`]) encoded once more, as SigV4 does (each `%` as `%25`).
+fn push_canonical_label(out: &mut String, id: &str) {
+    for_label(id, true, |b| out.push(char::from(b)));
 }
 
-/// The connection id as sent in the request line ([`label_encode`], once).
+/// The connection id as a path label, encoded as the SDK encodes it (every
+/// byte but unreserved ones as `%XX`, `/` included): as sent in the request
+/// line.
 pub(super) fn push_label(out: &mut Vec<u8>, id: &str) {
     for_label(id, false, |b| out.push(b));
 }
 
-/// The ASCII bytes of the encoded label, one at a time.
+/// The ASCII bytes of the encoded label, one at a time; `twice` encodes
+/// each `%` again.
 fn for_label(id: &str, twice: bool, mut put: impl FnMut(u8)) {
     for b in id.bytes() {
         if is_unreserved(b) {
@@ -207,7 +209,7 @@ mod tests {
         push_label(&mut sent, "ab+/=cd-_.~é");
         assert_eq!(sent, b"ab%2B%2F%3Dcd-_.~%C3%A9");
         let mut twice = String::new();
-        label_encode(&mut twice, "ab+/=cd-_.~é", true);
+        push_canonical_label(&mut twice, "ab+/=cd-_.~é");
         assert_eq!(twice, "ab%252B%252F%253Dcd-_.~%25C3%25A9");
     }
 
