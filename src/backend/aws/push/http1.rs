@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -253,6 +253,20 @@ impl Origin {
     }
 }
 
+/// Writes `head` then `body` and flushes (a no-op on a plain socket; TLS
+/// sends what it buffered).
+async fn write_parts<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    s.write_all(head).await?;
+    if !body.is_empty() {
+        s.write_all(body).await?;
+    }
+    s.flush().await
+}
+
 /// A failed exchange: `Stale` if the request could not be written (on a
 /// reused connection: closed by the server while idle, so the server has
 /// not seen it); `Failed` once it was written.
@@ -298,20 +312,8 @@ impl Conn {
 
     async fn write_all(&mut self, body: &[u8]) -> std::io::Result<()> {
         match &mut self.io {
-            Io::Plain(s) => {
-                s.write_all(&self.write).await?;
-                if !body.is_empty() {
-                    s.write_all(body).await?;
-                }
-                Ok(())
-            }
-            Io::Tls(s) => {
-                s.write_all(&self.write).await?;
-                if !body.is_empty() {
-                    s.write_all(body).await?;
-                }
-                s.flush().await
-            }
+            Io::Plain(s) => write_parts(s, &self.write, body).await,
+            Io::Tls(s) => write_parts(s.as_mut(), &self.write, body).await,
         }
     }
 
