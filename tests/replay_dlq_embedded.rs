@@ -3,6 +3,8 @@
 //! moto cannot show: SQS's 5-minute deduplication window, which the embedded
 //! queue keeps after a delete, swallows the re-send of a message that a
 //! crashed run had already sent and that a worker has already consumed.
+//! Also: a copy that is dead-lettered again during the run is not moved a
+//! second time (a poison message and a fast worker made it go round).
 
 mod support;
 
@@ -10,9 +12,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use switchboard::backend::embedded::EmbeddedStore;
-use switchboard::backend::{OutgoingMessage, Queue, ReceiveRequest};
+use switchboard::backend::{
+    OutgoingMessage, Queue, QueueInfo, QueueMessage, ReceiveRequest, Result as BackendResult,
+};
 use switchboard::ops::migrate::Names;
-use switchboard::ops::replay::{self, ReplayOptions, replay_dedup_id};
+use switchboard::ops::replay::{self, Event, ReplayOptions, SkipReason, replay_dedup_id};
 
 struct Stack {
     store: EmbeddedStore,
@@ -257,4 +261,105 @@ async fn the_binary_replays_an_embedded_store_with_data_dir() {
     assert_eq!(got["b"], ["b-m00", "b-m01"]);
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The inbound queue with a worker that fails everything it gets at once:
+/// each message sent to it is dead-lettered the way the worker does it (the
+/// body again, `sourceMessageId` naming the copy) before `send` returns. Both
+/// queues are the real embedded ones.
+struct FailsEverything {
+    inbound: Box<dyn Queue>,
+    dlq: Box<dyn Queue>,
+}
+
+#[async_trait::async_trait]
+impl Queue for FailsEverything {
+    fn url(&self) -> &str {
+        self.inbound.url()
+    }
+    async fn receive(&self, req: ReceiveRequest) -> BackendResult<Vec<QueueMessage>> {
+        self.inbound.receive(req).await
+    }
+    async fn delete_batch(&self, handles: &[&str]) -> BackendResult<Vec<BackendResult<()>>> {
+        self.inbound.delete_batch(handles).await
+    }
+    async fn change_visibility_batch(
+        &self,
+        entries: &[(&str, Duration)],
+    ) -> BackendResult<Vec<BackendResult<()>>> {
+        self.inbound.change_visibility_batch(entries).await
+    }
+    async fn send(&self, msg: &OutgoingMessage) -> BackendResult<String> {
+        let id = self.inbound.send(msg).await?;
+        self.dlq
+            .send(&OutgoingMessage {
+                body: msg.body.clone(),
+                group_id: msg.group_id.clone(),
+                dedup_id: id.clone(),
+                attributes: BTreeMap::from([
+                    ("reason".into(), "poison again".into()),
+                    ("sourceMessageId".into(), id.clone()),
+                ]),
+            })
+            .await?;
+        Ok(id)
+    }
+    async fn info(&self) -> BackendResult<QueueInfo> {
+        self.inbound.info().await
+    }
+}
+
+#[tokio::test]
+async fn a_copy_dead_lettered_again_during_the_run_is_left_for_the_next() {
+    let s = stack(None).await;
+    let dlq = s.store.queue(&s.dlq_url).unwrap();
+    let target = FailsEverything {
+        inbound: Box::new(s.store.queue(&s.queue_url).unwrap()),
+        dlq: Box::new(s.store.queue(&s.dlq_url).unwrap()),
+    };
+    seed(&dlq, &["a", "b"], 2).await;
+
+    // Moving the copies back as they arrive never ends: each move makes one.
+    let mut events = Vec::new();
+    let run = tokio::time::timeout(
+        Duration::from_secs(20),
+        replay::replay(&dlq, &target, &opts(), |e| events.push(e.clone())),
+    )
+    .await
+    .expect("the run ended")
+    .unwrap();
+    assert_eq!(
+        (run.moved, run.skipped, run.failed),
+        (4, 4, 0),
+        "{events:?}"
+    );
+    let moved: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Moved { new_id, .. } => Some(new_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let again = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Skipped {
+                    why: SkipReason::DeadAgain,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(again, 4, "{events:?}");
+
+    // The four that came back wait in the dead-letter queue, visible again,
+    // each naming a copy this run sent.
+    let left = dlq.receive(req()).await.unwrap();
+    assert_eq!(left.len(), 4, "{left:?}");
+    for m in &left {
+        let source = m.attributes["sourceMessageId"].as_str();
+        assert!(moved.contains(&source), "{source} in {moved:?}");
+    }
 }

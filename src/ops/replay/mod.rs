@@ -23,6 +23,12 @@
 //! group after a failure, everything in `--dry-run`) are held in flight until
 //! the end of the run, so the queue keeps handing out the others, and then
 //! released (visibility 0).
+//!
+//! A run ends when the dead-letter queue has nothing new to hand out. A copy
+//! it sent that fails again comes back as a new dead letter while the run is
+//! still going (the worker's dead letter names it in `sourceMessageId`; a
+//! queue's redrive keeps its message id): it is held too, and left for the
+//! next run, so a poison message is moved once per run, not back and forth.
 
 //!
 //! Files: this one has the options, the events and the summary; `attributes.rs`
@@ -75,6 +81,10 @@ pub enum SkipReason {
     OtherGroup,
     /// An earlier message of its group failed in this run.
     GroupFailed,
+    /// A copy this run sent that came back dead (dead-lettered again by the
+    /// worker, or moved back by the queue's redrive): moving it again in
+    /// the same run could go round for as long as the worker keeps up.
+    DeadAgain,
 }
 
 /// What happened to one message, in the order it happened.

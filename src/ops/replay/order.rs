@@ -28,6 +28,8 @@ pub(super) struct State {
     held: HashMap<String, Held>,
     /// Groups with a failure in this run: the rest of them stays put.
     failed_groups: HashSet<String>,
+    /// Message ids of the copies this run sent to the target queue.
+    sent: HashSet<String>,
 }
 
 impl State {
@@ -43,6 +45,15 @@ impl State {
 
     fn attempted(&self) -> usize {
         self.summary.moved + self.summary.failed
+    }
+
+    /// Whether dead letter `m` is a copy this run sent, back again: by its
+    /// own id (a redrive keeps it) or the worker's `sourceMessageId`.
+    fn sent_this_run(&self, m: &QueueMessage) -> bool {
+        self.sent.contains(&m.message_id)
+            || m.attributes
+                .get("sourceMessageId")
+                .is_some_and(|id| self.sent.contains(id))
     }
 }
 
@@ -101,6 +112,8 @@ pub(super) async fn run(
                     Some(SkipReason::OtherGroup)
                 } else if state.failed_groups.contains(&group) {
                     Some(SkipReason::GroupFailed)
+                } else if state.sent_this_run(&m) {
+                    Some(SkipReason::DeadAgain)
                 } else {
                     None
                 };
@@ -139,6 +152,7 @@ pub(super) async fn run(
                 match outcome {
                     Moved::Done { id, new_id } => {
                         state.summary.moved += 1;
+                        state.sent.insert(new_id.clone());
                         on_event(&Event::Moved {
                             group: group.clone(),
                             id,
