@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::Error;
 use crate::backend::{BackendError, ErrorKind, Queue, QueueInfo};
 use crate::cli::ReplayDlqArgs;
-use crate::ops::replay::{Event, ReplayOptions, Summary, replay};
+use crate::ops::replay::{Event, ReplayOptions, SkipReason, Summary, replay};
 use crate::usage::UsageError;
 
 /// The options of a run, from the command line.
@@ -106,6 +106,13 @@ pub async fn run<Q: Queue>(
         Event::Failed { .. } => {
             bar.inc(1);
             bar.set_message(format!("{verb}, with failures"));
+        }
+        Event::Skipped {
+            group,
+            id,
+            why: SkipReason::DeadAgain,
+        } => {
+            tracing::warn!(%group, %id, "a copy this run sent was dead-lettered again: left in the dead-letter queue (fix the cause, then run again)");
         }
         Event::Skipped { group, id, why } => {
             tracing::debug!(%group, %id, ?why, "skipped");

@@ -28,7 +28,7 @@
 //! descriptor table is grown to the limit before the runtime starts:
 //! [`crate::fds::reserve_table`].)
 //!
-//! Over 500 lines: about 15 are its unit tests; the accept loop, the
+//! Over 500 lines: about 10 are its unit tests; the accept loop, the
 //! handshake cap and the descriptor watch share the per-connection deadlines.
 
 use std::convert::Infallible;
