@@ -148,6 +148,15 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
     // indexes alone (no ANALYZE statistics), so they stay the same.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(err)?;
+    // Temporary storage in memory, above all the statement journal that
+    // undoes one job of a group commit (db.rs runs each in a savepoint). On a
+    // file database SQLite otherwise spills it past 64 KiB to a deleted file
+    // in the temporary directory (`/var/tmp/etilqs_*`), which a busy group
+    // always did: the store then also needs a writable temporary directory,
+    // which a container with a read-only root does not have. It holds at most
+    // the pages one group changed (no CPU change measured either way).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(err)?;
     if path.is_some() {
         // One process owns the file: long polls are woken in-process, and
         // messages in flight at open time belong to a consumer that is gone.
@@ -291,5 +300,55 @@ mod tests {
         assert_eq!(last, 1);
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A savepoint that changes more than 64 KiB of pages keeps its journal
+    /// in memory: no `etilqs_*` file in the temporary directory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_large_savepoint_journal_stays_in_memory() {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-subjournal-{}-{}",
+            std::process::id(),
+            crate::sync::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = open_blocking(Some(&dir.join("s.sqlite3")), 0).unwrap();
+        let temp_store: i64 = c
+            .pragma_query_value(None, "temp_store", |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "MEMORY");
+        let row = "x".repeat(1000);
+        c.execute_batch("BEGIN").unwrap();
+        for i in 0..400 {
+            c.execute(
+                "INSERT INTO stored_messages (tbl, session_id, sk, id, action, sender, received_at, payload, expires_at)
+                 VALUES ('t', 's', ?1, ?1, 'a', '{}', 1, ?2, 99)",
+                rusqlite::params![format!("{i:08}"), row],
+            )
+            .unwrap();
+        }
+        c.execute_batch("COMMIT; BEGIN IMMEDIATE; SAVEPOINT job;")
+            .unwrap();
+        // ~400 KiB of existing pages change inside the savepoint.
+        c.execute("UPDATE stored_messages SET payload = upper(payload)", [])
+            .unwrap();
+        let temp_files: Vec<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .filter(|p| p.contains("etilqs_"))
+            .collect();
+        c.execute_batch("ROLLBACK TO job; RELEASE job; COMMIT;")
+            .unwrap();
+        let payload: String = c
+            .query_row("SELECT payload FROM stored_messages LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(payload, row, "rolled back to the savepoint");
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(temp_files.is_empty(), "{temp_files:?}");
     }
 }
