@@ -70,10 +70,24 @@ fn dev_cpu_s() -> Option<f64> {
 fn cpu_s(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after `(comm) `, which may hold spaces, start at field 3;
-    // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
+    // utime and stime are fields 14 and 15, in clock ticks.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
     let ticks = |i: usize| fields.get(i - 3)?.parse::<f64>().ok();
-    Some((ticks(14)? + ticks(15)?) / 100.0)
+    Some((ticks(14)? + ticks(15)?) / clock_ticks_per_s()?)
+}
+
+/// USER_HZ, the unit of /proc's CPU times: 100 on the usual kernels, but
+/// asked rather than assumed.
+#[cfg(target_os = "linux")]
+fn clock_ticks_per_s() -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value; no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then_some(hz as f64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ticks_per_s() -> Option<f64> {
+    None
 }
 
 /// ` dev_cpu_us_per_<what>=… load_cpu_us_per_<what>=…`: `dev`'s and this
