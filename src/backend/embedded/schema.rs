@@ -254,14 +254,20 @@ pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_version_1_file_gains_sequence_numbers_and_keeps_its_messages() {
+    /// A new directory under the system's temporary one, named for this run.
+    fn fresh_dir(prefix: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "sb-schema-{}-{}",
+            "{prefix}-{}-{}",
             std::process::id(),
             crate::sync::now_ms()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_version_1_file_gains_sequence_numbers_and_keeps_its_messages() {
+        let dir = fresh_dir("sb-schema");
         let path = dir.join("v1.sqlite3");
         {
             // stored_messages as schema 1 made it, with one message.
@@ -307,12 +313,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_large_savepoint_journal_stays_in_memory() {
-        let dir = std::env::temp_dir().join(format!(
-            "sb-subjournal-{}-{}",
-            std::process::id(),
-            crate::sync::now_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("sb-subjournal");
         let c = open_blocking(Some(&dir.join("s.sqlite3")), 0).unwrap();
         let temp_store: i64 = c
             .pragma_query_value(None, "temp_store", |r| r.get(0))
