@@ -29,7 +29,8 @@ pub const MAX_ID_CHARS: usize = 128;
 pub struct Envelope {
     /// Envelope version, always [`ENVELOPE_VERSION`] when written by us.
     pub v: u64,
-    /// API Gateway requestId of the frame; also the SQS deduplication id.
+    /// API Gateway requestId of the frame (a `$leave`'s is [`leave_id`]);
+    /// also the SQS deduplication id.
     pub id: String,
     /// Route key that produced the message (`sendMessage`, `history`, ...).
     pub action: String,
@@ -72,6 +73,22 @@ impl Callback {
     /// The @connections endpoint of this API: `https://{domainName}/{stage}`.
     pub fn endpoint(&self) -> String {
         format!("https://{}/{}", self.domain_name, self.stage)
+    }
+
+    /// The domain and stage of an @connections endpoint
+    /// (`http(s)://{domainName}/{stage}`, as [`Callback::endpoint`] writes
+    /// it or `--callback-url` gives it), or `None` without a stage.
+    pub fn from_endpoint(endpoint: &str) -> Option<Callback> {
+        let rest = endpoint
+            .strip_prefix("https://")
+            .or_else(|| endpoint.strip_prefix("http://"))
+            .unwrap_or(endpoint)
+            .trim_end_matches('/');
+        let (domain, stage) = rest.rsplit_once('/')?;
+        (!domain.is_empty() && !stage.is_empty()).then(|| Callback {
+            domain_name: domain.to_owned(),
+            stage: stage.to_owned(),
+        })
     }
 }
 
@@ -120,6 +137,28 @@ impl EnvelopeError {
 }
 
 impl Envelope {
+    /// A presence event (`$join` / `$leave`, no payload) of connection
+    /// `sender` in `session_id`, at `at` (epoch ms).
+    pub fn presence_event(
+        id: String,
+        action: &str,
+        session_id: String,
+        sender: Sender,
+        callback: Option<Callback>,
+        at: i64,
+    ) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id,
+            action: action.to_owned(),
+            session_id,
+            sender,
+            callback,
+            received_at: at,
+            payload: Value::Null,
+        }
+    }
+
     /// Parses and validates a queue body.
     pub fn parse(body: &str) -> Result<Self, EnvelopeError> {
         let value: Value = serde_json::from_str(body).map_err(EnvelopeError::NotJson)?;
@@ -461,6 +500,17 @@ pub const JOIN_ACTION: &str = "$join";
 /// The envelope action the edge gives a leave event.
 pub const LEAVE_ACTION: &str = "$leave";
 
+/// The id of connection `connection_id`'s `$leave` event, and its SQS
+/// deduplication id: `$leave:{connectionId}`. `$disconnect` and a worker
+/// that prunes the connection's record may both send its leave; one id for
+/// both lets the FIFO queue keep only the first within its 5-minute
+/// deduplication window. `$` and `:` are punctuation, which SQS allows in a
+/// deduplication id; API Gateway's connection ids are 16 characters, well
+/// within the 128 allowed.
+pub fn leave_id(connection_id: &str) -> String {
+    format!("{LEAVE_ACTION}:{connection_id}")
+}
+
 /// `{"type":"error",...}`: tells the sender its message could not be handled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorFrame {
@@ -521,6 +571,26 @@ mod tests {
         );
         assert_eq!(env.received_at, 1732723200123);
         assert_eq!(env.payload, serde_json::json!({"text": "hi"}));
+    }
+
+    #[test]
+    fn a_callback_is_read_back_from_its_endpoint() {
+        let cb = Envelope::parse(FIXTURE).unwrap().callback.unwrap();
+        assert_eq!(Callback::from_endpoint(&cb.endpoint()), Some(cb));
+        let local = Callback::from_endpoint("http://127.0.0.1:8080/dev/").unwrap();
+        assert_eq!(
+            (local.domain_name.as_str(), local.stage.as_str()),
+            ("127.0.0.1:8080", "dev")
+        );
+        assert_eq!(Callback::from_endpoint("https://host"), None);
+        assert_eq!(Callback::from_endpoint("https://host/"), None);
+    }
+
+    #[test]
+    fn a_leave_has_the_same_id_whoever_sends_it() {
+        assert_eq!(leave_id("L0SM9cOFvHcCIhw="), "$leave:L0SM9cOFvHcCIhw=");
+        let id = leave_id("L0SM9cOFvHcCIhw=");
+        assert!(id.len() <= MAX_ID_CHARS && id.bytes().all(|b| b.is_ascii_graphic()));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::envelope::Sender;
+use crate::envelope::{Envelope, Sender};
 
 /// Result of a backend call.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
@@ -64,6 +64,19 @@ pub struct OutgoingMessage {
     pub dedup_id: String,
     /// String message attributes.
     pub attributes: BTreeMap<String, String>,
+}
+
+impl OutgoingMessage {
+    /// `env` as a queue message: the group is its session, the deduplication
+    /// id its id (DESIGN.md), no attributes.
+    pub fn of_envelope(env: &Envelope) -> OutgoingMessage {
+        OutgoingMessage {
+            body: serde_json::to_string(env).expect("an envelope always encodes"),
+            group_id: env.session_id.clone(),
+            dedup_id: env.id.clone(),
+            attributes: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a receive asks for.

@@ -8,7 +8,8 @@ use super::{HandlerError, Handlers, ProxyResponse, WebSocketEvent, refuse};
 use crate::backend::OutgoingMessage;
 use crate::envelope::API_GATEWAY_MESSAGE_BYTES as MAX_FRAME_BYTES;
 use crate::envelope::{
-    Callback, ENVELOPE_VERSION, Envelope, MAX_PAYLOAD_BYTES, MessageFrame, Sender, encoded_len,
+    Callback, ENVELOPE_VERSION, Envelope, LEAVE_ACTION, MAX_PAYLOAD_BYTES, MessageFrame, Sender,
+    encoded_len, leave_id,
 };
 use crate::telemetry::trace::{ATTR_TRACEPARENT, ATTR_TRACESTATE, TraceContext, XRAY_HEADER};
 
@@ -134,8 +135,10 @@ pub fn incoming_trace(event: &WebSocketEvent) -> Option<TraceContext> {
 
 /// Puts a presence event (`$join` / `$leave`) of connection `conn` in its
 /// session's FIFO group, so the worker announces it in order with the
-/// session's messages. Its id is the `$connect` / `$disconnect` event's
-/// request id (unique per event, so a retried invocation is deduplicated).
+/// session's messages. A join's id is the `$connect` event's request id
+/// (unique per event, so a retried invocation is deduplicated); a leave's is
+/// [`leave_id`], the one a worker that prunes the connection's record uses
+/// too, so the queue keeps one leave per connection whoever sends first.
 pub(super) async fn enqueue_presence(
     h: &Handlers,
     event: &WebSocketEvent,
@@ -143,29 +146,28 @@ pub(super) async fn enqueue_presence(
     conn: &crate::backend::Connection,
 ) -> Result<(), HandlerError> {
     let ctx = &event.request_context;
-    let envelope = Envelope {
-        v: ENVELOPE_VERSION,
-        id: ctx.request_id.clone(),
-        action: action.to_owned(),
-        session_id: conn.session_id.clone(),
-        sender: Sender {
+    let id = if action == LEAVE_ACTION {
+        leave_id(&conn.connection_id)
+    } else {
+        ctx.request_id.clone()
+    };
+    let envelope = Envelope::presence_event(
+        id,
+        action,
+        conn.session_id.clone(),
+        Sender {
             connection_id: conn.connection_id.clone(),
             user_id: conn.user_id.clone(),
         },
-        callback: Some(Callback {
+        Some(Callback {
             domain_name: callback_domain(ctx, h.settings.region.as_deref()),
             stage: ctx.stage.clone(),
         }),
-        received_at: ctx.request_time_epoch,
-        payload: Value::Null,
-    };
-    let message = OutgoingMessage {
-        body: serde_json::to_string(&envelope).expect("an envelope always encodes"),
-        group_id: envelope.session_id.clone(),
-        dedup_id: envelope.id.clone(),
-        attributes: Default::default(),
-    };
-    h.queue.send(&message).await?;
+        ctx.request_time_epoch,
+    );
+    h.queue
+        .send(&OutgoingMessage::of_envelope(&envelope))
+        .await?;
     Ok(())
 }
 
@@ -220,12 +222,7 @@ async fn send_traced(
         Ok(e) => e,
         Err(refusal) => return Ok(refusal),
     };
-    let mut message = OutgoingMessage {
-        body: serde_json::to_string(&envelope).expect("an envelope always encodes"),
-        group_id: envelope.session_id.clone(),
-        dedup_id: envelope.id.clone(),
-        attributes: Default::default(),
-    };
+    let mut message = OutgoingMessage::of_envelope(&envelope);
     // The worker continues the trace from here (SQS passes the attribute).
     trace.write_attributes(&mut message.attributes);
     let message_id = h.queue.send(&message).await?;
