@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::backend::{BackendError, Connection, Connections, ErrorKind, Frame, Push};
+use crate::backend::{BackendError, Connection, Connections, ErrorKind, Frame, Push, Queue};
 use crate::telemetry::Metrics;
 
 /// How one recipient's delivery ended.
@@ -142,6 +142,8 @@ pub struct Fanout {
     retry: RetryPolicy,
     metrics: Arc<Metrics>,
     struggling: Arc<Struggling>,
+    /// Where the `$leave` of a pruned connection goes (presence events on).
+    leaves: Option<Arc<dyn Queue>>,
 }
 
 /// How long a recipient that exhausted its retries gets only one attempt per
@@ -234,7 +236,17 @@ impl Fanout {
             retry,
             metrics,
             struggling: Arc::default(),
+            leaves: None,
         }
+    }
+
+    /// Puts the `$leave` of every connection it prunes in `queue` (the
+    /// inbound FIFO queue), with the id `$disconnect` gives it: a member
+    /// pruned before its `$disconnect` read its record still gets exactly
+    /// one leave.
+    pub fn with_leaves(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.leaves = Some(queue);
+        self
     }
 
     /// Posts up to `pipeline` recipients of one frame together
@@ -462,7 +474,7 @@ impl Fanout {
             .await;
         if d == Delivery::Gone {
             match self.connections.get(connection_id).await {
-                Ok(Some(c)) => self.prune(&c).await,
+                Ok(Some(c)) => self.prune(endpoint, &c).await,
                 Ok(None) => {}
                 Err(e) => self.prune_failed(connection_id, &e),
             }
@@ -494,7 +506,7 @@ impl Fanout {
             .post_with_retries(endpoint, &conn.connection_id, frame, first)
             .await;
         if d == Delivery::Gone {
-            self.prune(&conn).await;
+            self.prune(endpoint, &conn).await;
         }
         self.metrics
             .deliveries
@@ -571,12 +583,16 @@ impl Fanout {
     }
 
     /// Deletes exactly this connection item (same id, session and connect time),
-    /// never another one.
-    async fn prune(&self, conn: &Connection) {
+    /// never another one; then, with presence events, enqueues its `$leave`
+    /// (its `$disconnect` may find no record now).
+    async fn prune(&self, endpoint: &str, conn: &Connection) {
         match self.connections.delete_if_same(conn).await {
             Ok(true) => {
                 self.metrics.connections_pruned.inc();
                 tracing::info!(connection_id = %conn.connection_id, "pruned gone connection");
+                if let Some(queue) = &self.leaves {
+                    super::leave::enqueue(queue.as_ref(), &self.metrics, endpoint, conn).await;
+                }
             }
             Ok(false) => {
                 tracing::debug!(connection_id = %conn.connection_id, "gone connection already removed")

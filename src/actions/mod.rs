@@ -7,6 +7,7 @@ mod direct;
 mod error;
 pub mod fanout;
 mod history;
+mod leave;
 mod pipeline;
 mod presence;
 mod reply;

@@ -210,6 +210,13 @@ pub async fn serve_worker(
         metrics.clone(),
     )
     .with_pipeline(config.fanout_pipeline);
+    // The worker announces presence events: it also sends the leave of a
+    // connection it prunes (docs/envelope.md, join and leave events).
+    let fanout = if config.actions.presence_events {
+        fanout.with_leaves(queue.clone())
+    } else {
+        fanout
+    };
     let actions = Actions::new(backends.messages, fanout, config.actions.clone());
     let handler = Handler::new(
         actions,

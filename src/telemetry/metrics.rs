@@ -44,7 +44,9 @@ pub struct Metrics {
     /// Failed backend calls by `error_type` (store, query, prune, dlq, ...).
     pub backend_errors: IntCounterVec,
     /// Presence events (`$join` / `$leave`) handled, by `event` (join, leave)
-    /// and `outcome` (announced; off: `--presence-events off` dropped it).
+    /// and `outcome` (announced; off: `--presence-events off` dropped it);
+    /// and the leaves of pruned connections the worker enqueued itself
+    /// (`leave`, enqueued / enqueue_failed).
     pub presence_events: IntCounterVec,
 }
 
@@ -188,7 +190,7 @@ impl Metrics {
             presence_events: counter_vec(
                 &r,
                 "switchboard_presence_events_total",
-                "Presence events ($join/$leave from the edge) by event (join, leave) and outcome (announced, off)",
+                "Presence events ($join/$leave) by event (join, leave) and outcome (announced, off; enqueued, enqueue_failed: a leave the worker sent for a connection it pruned)",
                 &["event", "outcome"],
             ),
             registry: r,
@@ -245,6 +247,9 @@ impl Metrics {
                 self.presence_events.with_label_values(&[e, o]);
             }
         }
+        for o in ["enqueued", "enqueue_failed"] {
+            self.presence_events.with_label_values(&["leave", o]);
+        }
         for p in ["extend", "backoff", "release"] {
             for o in ["ok", "failed"] {
                 self.visibility_changes.with_label_values(&[p, o]);
@@ -259,6 +264,7 @@ impl Metrics {
             "presence",
             "announce",
             "prune",
+            "leave",
             "dead_letter",
         ] {
             for k in RETRIABLE {
