@@ -345,6 +345,12 @@ fn task_role_is_the_same_least_privilege_policy_in_both_places() {
             .map(String::from)
         )
     );
+    // The worker sends the leave of a connection it prunes to the inbound
+    // queue (docs/envelope.md, join and leave events).
+    assert_eq!(
+        ecs_actions["EnqueuePrunedLeaves"],
+        BTreeSet::from(["sqs:SendMessage".to_owned()])
+    );
     let connections = ecs["Statement"]
         .as_array()
         .unwrap()
