@@ -16,8 +16,10 @@ use support::sessions::{
     store_kept_past_retention,
 };
 use support::ws::{Client, connect, send};
+use switchboard::backend::Queue;
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::gateway::GatewayConfig;
+use switchboard::migrations::Names;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -136,7 +138,8 @@ async fn presence_lists_the_members_and_join_leave_reach_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mass_close_yields_one_leave_event_per_connection() {
-    let dev = start(EmbeddedStore::in_memory().await.unwrap(), true).await;
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let dev = start(store.clone(), true).await;
     let leaves = "switchboard_presence_events_total{event=\"leave\",outcome=\"announced\"}";
     let joins = "switchboard_presence_events_total{event=\"join\",outcome=\"announced\"}";
     // 1,000 connections in 20 sessions of 50.
@@ -155,5 +158,21 @@ async fn a_mass_close_yields_one_leave_event_per_connection() {
         metric(dev.addr, "/metrics", leaves)
     })
     .await;
+    // Exactly 1,000 once everything settled: the stop waits for every
+    // $disconnect, a leave sent twice would be counted by the worker or
+    // still be in the queue.
+    let metrics = dev.metrics.clone();
     dev.stop().await;
+    let announced = metrics
+        .presence_events
+        .with_label_values(&["leave", "announced"])
+        .get();
+    assert_eq!(announced, 1000);
+    let queue_url = store.migrate(&Names::default()).await.unwrap().queue_url;
+    let left = store.queue(&queue_url).unwrap().info().await.unwrap();
+    assert_eq!(
+        (left.approximate_messages, left.approximate_in_flight),
+        (0, 0),
+        "nothing left in the queue"
+    );
 }

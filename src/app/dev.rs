@@ -155,6 +155,20 @@ pub async fn run_dev(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    run_dev_counting_into(config, store, listener, metrics, shutdown).await
+}
+
+/// [`run_dev`], counting into `metrics`, which outlive it: what the drain
+/// did can be read after it returned. A fresh [`Metrics`]: the gateway's
+/// metrics are registered in its registry too.
+pub async fn run_dev_counting_into(
+    config: DevConfig,
+    store: EmbeddedStore,
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let addr: SocketAddr = listener.local_addr().context("listening address")?;
     let names = Names::default();
     let migrated = store
@@ -166,7 +180,6 @@ pub async fn run_dev(
     let connections: Arc<dyn Connections> =
         Arc::new(store.connections(&names.connections_table, None));
 
-    let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let gateway = Gateway::with_metrics(
         config.gateway,

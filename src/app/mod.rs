@@ -10,7 +10,7 @@ mod ops;
 mod replay;
 mod worker;
 
-pub use dev::{DevConfig, dev_config, run_dev};
+pub use dev::{DevConfig, dev_config, run_dev, run_dev_counting_into};
 pub use worker::{
     QueueOpener, WorkerBackends, embedded_backends, local_push, local_push_signed_by, run_worker,
     run_worker_on_aws, serve_worker,

@@ -1,13 +1,15 @@
-//! `switchboard dev` in-process (`app::run_dev`) on 127.0.0.1 with an
+//! `switchboard dev` in-process (`app::run_dev_counting_into`) on 127.0.0.1 with an
 //! embedded store, stopped as SIGTERM stops it: the one start-up the
 //! in-process dev tests share.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard::app::{DevConfig, run_dev};
+use switchboard::app::{DevConfig, run_dev_counting_into};
 use switchboard::backend::embedded::EmbeddedStore;
 use switchboard::gateway::GatewayConfig;
+use switchboard::telemetry::Metrics;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -18,6 +20,8 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Dev {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// What it counts (also served on `/metrics`); readable after [`Dev::stop`].
+    pub metrics: Arc<Metrics>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), switchboard::Error>>,
 }
@@ -33,10 +37,22 @@ impl Dev {
             gateway,
             pipelines: Default::default(),
         };
-        let task = tokio::spawn(run_dev(config, store, listener, async {
-            let _ = stopped.await;
-        }));
-        Dev { addr, stop, task }
+        let metrics = Arc::new(Metrics::new());
+        let task = tokio::spawn(run_dev_counting_into(
+            config,
+            store,
+            listener,
+            metrics.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Dev {
+            addr,
+            metrics,
+            stop,
+            task,
+        }
     }
 
     /// `dev` with the default gateway on a fresh in-memory store.
