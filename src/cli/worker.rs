@@ -119,8 +119,9 @@ pub struct WorkerArgs {
     pub resume_max: usize,
 
     /// on|off: announce $join/$leave events from the edge to the session's
-    /// other members; off drops them (counted in
-    /// switchboard_presence_events_total{outcome="off"}).
+    /// other members, and enqueue the $leave of a connection a fan-out
+    /// prunes; off drops them (counted in
+    /// switchboard_presence_events_total{outcome="off"}) and enqueues none.
     #[arg(long, env = "SWITCHBOARD_PRESENCE_EVENTS", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub presence_events: bool,
 
