@@ -224,7 +224,10 @@ pub async fn run_dev_counting_into(
         messages: Arc::new(store.messages(&names.messages_table)),
         push: Arc::new(push),
     };
-    let worker_config = WorkerConfig::local(migrated.queue_url, callback, config.pipelines);
+    let mut worker_config = WorkerConfig::local(migrated.queue_url, callback, config.pipelines);
+    // One switch for both halves: with the edge's presence events off, the
+    // worker sends no leaves of the connections it prunes either.
+    worker_config.actions.presence_events = gateway.config().presence_events;
 
     let router = gateway
         .router()
