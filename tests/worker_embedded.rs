@@ -1,7 +1,8 @@
 //! The real worker (`switchboard::app::run_worker`) on the embedded queue and
 //! tables, posting through the real `aws-sdk-apigatewaymanagement` client to
 //! the test @connections server: per-group order across concurrently handled
-//! groups, 410 pruning, storage for history, and dead-lettering of poison.
+//! groups, 410 pruning (and the pruned member's leave), storage for
+//! history, and dead-lettering of poison.
 
 mod support;
 
@@ -162,7 +163,7 @@ async fn worker_keeps_group_order_and_prunes_gone_connections_on_the_embedded_ba
         .wait_until(
             Duration::from_secs(60),
             "every message delivered to every live member",
-            |p| p.len() >= expected,
+            |p| p.iter().filter(|p| p.frame["type"] == "message").count() >= expected,
         )
         .await;
 
@@ -175,6 +176,7 @@ async fn worker_keeps_group_order_and_prunes_gone_connections_on_the_embedded_ba
             let got: Vec<String> = server
                 .posts_to(id)
                 .iter()
+                .filter(|f| f["type"] == "message")
                 .map(|f| f["id"].as_str().unwrap().to_owned())
                 .collect();
             assert_eq!(
@@ -226,6 +228,19 @@ async fn worker_keeps_group_order_and_prunes_gone_connections_on_the_embedded_ba
         }
     })
     .await;
+
+    // The pruned member's leave (the worker sends it: no $disconnect ran)
+    // reached room-0's live members once.
+    for id in ["c0-0", "c0-1"] {
+        let leaves: Vec<_> = server
+            .posts_to(id)
+            .into_iter()
+            .filter(|f| f["type"] == "leave")
+            .collect();
+        assert_eq!(leaves.len(), 1, "{id}: {leaves:?}");
+        assert_eq!(leaves[0]["connectionId"], gone);
+        assert_eq!(leaves[0]["userId"], "user-c0-2");
+    }
 
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(20), worker)
