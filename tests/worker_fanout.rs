@@ -1,7 +1,8 @@
 //! Fan-out through the real @connections client: 410 prunes exactly the gone
-//! connections, 429/5xx are retried per recipient, sessions larger than one
-//! Query page reach everyone once; the first two also with posts pipelined
-//! (`--fanout-pipeline`). SQS and DynamoDB on moto.
+//! connections (and the worker announces their leaves), 429/5xx are retried
+//! per recipient, sessions larger than one Query page reach everyone once;
+//! the first two also with posts pipelined (`--fanout-pipeline`). SQS and
+//! DynamoDB on moto.
 #![cfg(feature = "aws-tests")]
 
 mod support;
@@ -96,7 +97,37 @@ async fn gone_connections_are_pruned(flags: &[&str]) {
             "{live} must stay"
         );
     }
-    assert_eq!(s.server.posts_to("m2").len(), 2);
+    let frames_to = |id: &str, kind: &str| -> Vec<serde_json::Value> {
+        s.server
+            .posts_to(id)
+            .into_iter()
+            .filter(|f| f["type"] == kind)
+            .collect()
+    };
+    assert_eq!(frames_to("m2", "message").len(), 2);
+    // No $disconnect ran for the pruned members: the worker sent their
+    // leaves (through SQS), and each reached the live members once.
+    support::eventually(
+        Duration::from_secs(30),
+        "the pruned members' leaves",
+        || {
+            let n = frames_to("m4", "leave").len() + frames_to("m2", "leave").len();
+            async move { (n >= 6).then_some(()) }
+        },
+    )
+    .await;
+    for live in ["m2", "m4"] {
+        let mut left: Vec<String> = frames_to(live, "leave")
+            .iter()
+            .map(|f| f["connectionId"].as_str().unwrap().to_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["m0", "m1", "m3"], "{live}");
+    }
+    assert!(
+        frames_to("x0", "leave").is_empty(),
+        "another session's member"
+    );
     worker.stop().await;
 }
 
