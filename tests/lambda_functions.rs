@@ -183,6 +183,7 @@ async fn bad_tokens_fail_with_exactly_unauthorized_and_unreachable_keys_otherwis
 #[cfg(feature = "aws-tests")]
 mod on_moto {
     use super::*;
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
     use support::aws::{self, Stack, connection_item, peek_all};
     use switchboard::backend::aws::AwsBackend;
     use switchboard::envelope::Envelope;
@@ -366,6 +367,15 @@ mod on_moto {
                 ("$leave".to_owned(), "room1".to_owned(), id.clone()),
             ]
         );
+        // The leave's id and deduplication id are the connection's, the
+        // ones a worker that prunes the record uses too.
+        let leave = &queued[1];
+        let want = format!("$leave:{id}");
+        assert_eq!(Envelope::parse(leave.body().unwrap()).unwrap().id, want);
+        let dedup = leave
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageDeduplicationId));
+        assert_eq!(dedup, Some(&want));
     }
 
     #[tokio::test]
