@@ -8,8 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use rand::TryRngCore;
-use rand::rngs::OsRng;
+use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::settings::{DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
@@ -68,39 +67,34 @@ pub(super) struct Received {
     pub(super) dead_lettered: Option<(String, usize)>,
 }
 
-/// 128 bits from the operating system's generator. A receipt handle is a
-/// capability (whoever holds it can delete or hide the message), so it must
-/// not be guessable from earlier ones, as a fast non-cryptographic generator's
-/// output would be. An OS generator that fails is reported, never papered over.
-fn os_random_u128(op: &'static str) -> Result<u128> {
-    let mut bytes = [0_u8; 16];
-    OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
-        BackendError::new(
-            ErrorKind::Other,
-            op,
-            format!("the operating system's random number generator failed: {e}"),
-        )
-    })?;
-    Ok(u128::from_le_bytes(bytes))
+/// 128 random bits from the thread's cryptographic generator (rand's
+/// `ThreadRng`: ChaCha12 seeded from the operating system and reseeded from it
+/// as it goes). A receipt handle is a capability (whoever holds it can delete
+/// or hide the message), so it must not be guessable from earlier ones, as a
+/// fast non-cryptographic generator's output would be. Not a read of the OS
+/// generator per call: that was a `getrandom` system call per send and per
+/// receive on the store's one writer thread.
+fn random_u128() -> u128 {
+    rand::rng().random()
 }
 
-fn new_token(op: &'static str) -> Result<String> {
-    Ok(format!("{:032x}", os_random_u128(op)?))
+fn new_token() -> String {
+    format!("{:032x}", random_u128())
 }
 
 /// A random (version 4) UUID, the shape of SQS message ids.
-fn new_message_id(op: &'static str) -> Result<String> {
-    let r = os_random_u128(op)?;
+fn new_message_id() -> String {
+    let r = random_u128();
     let r = (r & !(0xf << 76)) | (0x4 << 76);
     let r = (r & !(0x3 << 62)) | (0x2 << 62);
-    Ok(format!(
+    format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         r >> 96,
         (r >> 80) & 0xffff,
         (r >> 64) & 0xffff,
         (r >> 48) & 0xffff,
         r & 0xffff_ffff_ffff
-    ))
+    )
 }
 
 pub(super) fn receive_tx(
@@ -257,7 +251,7 @@ fn take_from_group(
                 *moved += 1;
                 continue;
             }
-            let token = new_token(OP)?;
+            let token = new_token();
             conn.prepare_cached(
                 "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
                      received_at_ms = ?3, invisible_until_ms = ?4
@@ -398,7 +392,7 @@ pub(super) fn send_tx(
         // Accepted and dropped, like SQS: the window counts from the first send.
         return Ok((id, false));
     }
-    let id = new_message_id(OP)?;
+    let id = new_message_id();
     let attributes = serde_json::to_string(&msg.attributes)
         .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
     conn.prepare_cached(
@@ -446,9 +440,9 @@ mod tests {
 
     #[test]
     fn message_ids_look_like_sqs_ones() {
-        let id = new_message_id("test").unwrap();
+        let id = new_message_id();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
-        assert_ne!(id, new_message_id("test").unwrap());
+        assert_ne!(id, new_message_id());
     }
 }
