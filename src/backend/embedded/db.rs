@@ -20,6 +20,7 @@ use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
+use super::dedup::Dedup;
 use super::error::sql_error;
 use super::schema::{Sweep, open_blocking, sweep};
 use crate::backend::{BackendError, ErrorKind, Result};
@@ -155,6 +156,9 @@ struct Pending {
 struct Shared {
     conn: Mutex<Connection>,
     pending: Mutex<Pending>,
+    /// The queues' deduplication ids (see `dedup`); changed only by jobs.
+    dedup: Arc<Mutex<Dedup>>,
+    clock: Clock,
     notifies: Mutex<HashMap<String, Arc<Notify>>>,
     last_sweep_ms: AtomicI64,
 }
@@ -190,13 +194,19 @@ impl Db {
             Location::File(p) => Some(p.to_owned()),
             Location::Memory => None,
         };
-        let conn = tokio::task::spawn_blocking(move || open_blocking(path.as_deref(), now))
-            .await
-            .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))??;
+        let (conn, dedup) = tokio::task::spawn_blocking(move || {
+            let conn = open_blocking(path.as_deref(), now)?;
+            let dedup = Dedup::load(&conn, now).map_err(|e| sql_error(OP, e))?;
+            Ok::<_, BackendError>((conn, dedup))
+        })
+        .await
+        .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))??;
         Ok(Db {
             shared: Arc::new(Shared {
                 conn: Mutex::new(conn),
                 pending: Mutex::default(),
+                dedup: Arc::new(Mutex::new(dedup)),
+                clock,
                 notifies: Mutex::default(),
                 last_sweep_ms: AtomicI64::new(now),
             }),
@@ -232,9 +242,10 @@ impl Db {
         {
             // Nobody awaits it: it runs in the same transaction as this call.
             let (tx, _rx) = oneshot::channel();
+            let dedup = self.dedup();
             self.enqueue(Box::new(FnJob {
                 op: "embedded.Sweep",
-                f: move |conn: &Connection| sweep(conn, now),
+                f: move |conn: &Connection| sweep(conn, now, &dedup),
                 after: |_: &Sweep| {},
                 tx,
             }));
@@ -273,11 +284,17 @@ impl Db {
             .clone()
     }
 
+    /// The queues' deduplication ids, for the jobs that send.
+    pub(super) fn dedup(&self) -> Arc<Mutex<Dedup>> {
+        self.shared.dedup.clone()
+    }
+
     /// Removes what has expired now.
     pub(super) async fn sweep(&self) -> Result<Sweep> {
         let now = self.clock.now_ms();
         self.shared.last_sweep_ms.store(now, Ordering::Relaxed);
-        self.call("embedded.Sweep", move |conn| sweep(conn, now))
+        let dedup = self.dedup();
+        self.call("embedded.Sweep", move |conn| sweep(conn, now, &dedup))
             .await
     }
 }
@@ -307,7 +324,7 @@ impl Drainer {
                 };
                 std::mem::replace(&mut p.jobs, rest)
             };
-            run_group(&conn, jobs);
+            run_group(&conn, jobs, &self.shared);
         }
         drop(conn);
         self.done = true;
@@ -336,7 +353,7 @@ impl Drop for Drainer {
 
 /// Runs `jobs` in one transaction, each inside a savepoint so that a failing
 /// job leaves no partial writes and does not affect the others.
-fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
+fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, shared: &Shared) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = sql_error("sqlite.Begin", e);
         for job in jobs {
@@ -373,6 +390,15 @@ fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>) {
     let commit = exec(conn, "COMMIT");
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+        // The group's sends are undone: so are the ids they recorded.
+        let rebuilt = Dedup::load(conn, shared.clock.now_ms());
+        let mut dedup = lock(&shared.dedup);
+        *dedup = rebuilt.unwrap_or_else(|e| {
+            // Forgetting every id can let a resent message in twice; keeping
+            // ids of sends that did not happen would drop a retry of them.
+            tracing::error!(error = %e, "could not reload the queues' deduplication ids after a failed commit; starting empty");
+            Dedup::default()
+        });
     }
     for reply in replies {
         reply.send(commit.as_ref().map(|_| ()));
@@ -384,4 +410,92 @@ fn exec(conn: &Connection, sql: &str) -> Result<()> {
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
         .map_err(|e| sql_error("sqlite", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::backend::embedded::{EmbeddedStore, QueueSettings};
+    use crate::backend::{OutgoingMessage, Queue, ReceiveRequest};
+
+    fn message(dedup_id: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            body: dedup_id.to_owned(),
+            group_id: "g".to_owned(),
+            dedup_id: dedup_id.to_owned(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// A send whose group commit fails did not happen: sending it again is a
+    /// new message, also after another send took the log row it had.
+    #[tokio::test]
+    // Held on purpose while the two calls queue up: only the drainer (on a
+    // blocking thread) waits for it, not the tasks awaited meanwhile.
+    #[allow(clippy::await_holding_lock)]
+    async fn a_failed_commit_forgets_the_dedup_ids_of_its_sends() {
+        let store = EmbeddedStore::in_memory().await.unwrap();
+        let q = store
+            .create_queue("t.fifo", QueueSettings::default())
+            .await
+            .unwrap();
+        let db = store.db.clone();
+        // A write that fails only at COMMIT: a deferred foreign key.
+        lock(&db.shared.conn)
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (pid INTEGER REFERENCES parent (id)
+                     DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let (send, bad) = {
+            // The drainer waits for this lock, so both calls join one group.
+            let conn = lock(&db.shared.conn);
+            let send = tokio::spawn({
+                let q = q.clone();
+                async move { q.send(&message("d1")).await }
+            });
+            let bad = tokio::spawn({
+                let db = db.clone();
+                async move {
+                    db.call("test.Orphan", |c| {
+                        c.execute("INSERT INTO child VALUES (1)", [])
+                            .map_err(|e| sql_error("test.Orphan", e))?;
+                        Ok(())
+                    })
+                    .await
+                }
+            });
+            for _ in 0..10_000 {
+                if lock(&db.shared.pending).jobs.len() >= 2 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(lock(&db.shared.pending).jobs.len(), 2, "both queued");
+            drop(conn);
+            (send, bad)
+        };
+        assert!(bad.await.unwrap().is_err());
+        let err = send.await.unwrap().expect_err("its commit failed");
+        assert!(err.message.contains("FOREIGN KEY"), "{err}");
+
+        // Another message takes the log row the failed send had.
+        let other = q.send(&message("d2")).await.unwrap();
+        let again = q.send(&message("d1")).await.unwrap();
+        assert_ne!(again, other, "not taken for a duplicate of d2's row");
+        let got = q
+            .receive(ReceiveRequest {
+                max_messages: 10,
+                wait: Duration::ZERO,
+                visibility: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, [other.as_str(), again.as_str()]);
+    }
 }

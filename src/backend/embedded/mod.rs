@@ -6,8 +6,9 @@
 //!
 //! - [`EmbeddedStore`] opens the database and hands out queues and tables.
 //! - [`EmbeddedQueue`]: per-group order, in-flight group blocking, 5-minute
-//!   deduplication, visibility timeouts, receive counts, redrive to a DLQ, long
-//!   polling. Queues are addressed as `embedded://<name>`.
+//!   deduplication (ids looked up in memory, `dedup`), visibility timeouts,
+//!   receive counts, redrive to a DLQ, long polling. Queues are addressed as
+//!   `embedded://<name>`.
 //! - [`EmbeddedConnections`], [`EmbeddedMessages`]: the keys, lookups, page
 //!   cursors, conditional writes and TTL of the tables in `migrations/`.
 //! - `inspect`: what the `dev` console shows (queue depths, dead letters
@@ -18,6 +19,7 @@
 //! list of what is and is not reproduced.
 
 mod db;
+mod dedup;
 mod error;
 mod inspect;
 mod migrate;

@@ -4,23 +4,38 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 
+use super::dedup::Dedup;
 use super::error::sql_error;
 use crate::backend::{BackendError, ErrorKind, Result};
+use crate::sync::lock;
 
 /// SQS keeps a deduplication id for 5 minutes after the first send: the
-/// `queue_dedup` rows' lifetime (set by sends, repaired at open, swept after).
+/// `queue_dedup_log` rows' lifetime (set by sends, repaired at open, swept
+/// after).
 pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// Version of the schema below, kept in `PRAGMA user_version`. 2 added
-/// sequence numbers (`stored_messages.seq`, `message_seqs`).
-const SCHEMA_VERSION: i64 = 2;
+/// sequence numbers (`stored_messages.seq`, `message_seqs`); 3 replaced the
+/// `queue_dedup` table (keyed by id) by `queue_dedup_log` (in send order;
+/// the lookup is in memory, see `dedup`).
+const SCHEMA_VERSION: i64 = 3;
 
 /// From schema 1 to 2, run before [`SCHEMA`] on a file written by version 1
 /// (whose `stored_messages` already exists without `seq`).
 const MIGRATE_1_TO_2: &str = "ALTER TABLE stored_messages ADD COLUMN seq INTEGER;";
+
+/// From schema 2 (or 1) to 3, run after [`SCHEMA`] when `queue_dedup` exists:
+/// its entries go to the log in the order their windows end.
+const MIGRATE_2_TO_3: &str = "
+INSERT INTO queue_dedup_log (queue, scope, dedup_id, message_id, expires_at_ms)
+    SELECT queue, scope, dedup_id, message_id, expires_at_ms FROM queue_dedup
+    ORDER BY expires_at_ms;
+DROP TABLE queue_dedup;";
 
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -69,15 +84,17 @@ CREATE INDEX IF NOT EXISTS queue_messages_by_group ON queue_messages (queue, gro
 CREATE INDEX IF NOT EXISTS queue_messages_order ON queue_messages (queue, seq, group_id);
 CREATE INDEX IF NOT EXISTS queue_messages_in_flight ON queue_messages (queue, invisible_until_ms);
 
-CREATE TABLE IF NOT EXISTS queue_dedup (
+-- Each deduplication id as it was sent (scope: the group, or '' for the
+-- queue). Appended in send order, so ids ending their window come first; the
+-- lookup by id is in memory, rebuilt from here at open.
+CREATE TABLE IF NOT EXISTS queue_dedup_log (
+    id INTEGER PRIMARY KEY,
     queue TEXT NOT NULL,
     scope TEXT NOT NULL,
     dedup_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (queue, scope, dedup_id)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS queue_dedup_expiry ON queue_dedup (expires_at_ms);
+    expires_at_ms INTEGER NOT NULL
+) STRICT;
 
 CREATE TABLE IF NOT EXISTS connections (
     tbl TEXT NOT NULL,
@@ -210,8 +227,16 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         ));
     }
     let upgrade = if version == 1 { MIGRATE_1_TO_2 } else { "" };
+    let old_dedup: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'queue_dedup'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    let dedup_upgrade = if old_dedup { MIGRATE_2_TO_3 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} {dedup_upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(err)?;
     recover(&conn, now_ms).map_err(err)?;
@@ -229,7 +254,7 @@ fn recover(conn: &Connection, now_ms: i64) -> rusqlite::Result<()> {
     )?;
     let latest = now_ms + DEDUP_WINDOW_MS;
     conn.execute(
-        "UPDATE queue_dedup SET expires_at_ms = ?1 WHERE expires_at_ms > ?1",
+        "UPDATE queue_dedup_log SET expires_at_ms = ?1 WHERE expires_at_ms > ?1",
         [latest],
     )?;
     Ok(())
@@ -248,7 +273,7 @@ pub struct Sweep {
     pub dedup_entries: usize,
 }
 
-pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
+pub(super) fn sweep(conn: &Connection, now_ms: i64, dedup: &Mutex<Dedup>) -> Result<Sweep> {
     let now_s = now_ms.div_euclid(1000);
     let run = |sql: &str, v: i64| {
         conn.prepare_cached(sql)
@@ -265,7 +290,17 @@ pub(super) fn sweep(conn: &Connection, now_ms: i64) -> Result<Sweep> {
                 WHERE m.sent_at_ms + q.retention_ms <= ?1)",
             now_ms,
         )?,
-        dedup_entries: run("DELETE FROM queue_dedup WHERE expires_at_ms <= ?1", now_ms)?,
+        dedup_entries: {
+            // The log is in send order: every row before the oldest id still
+            // in its window is over (the wall clock only moves forward within
+            // a run, and `recover` caps windows left by an earlier one).
+            let mut d = lock(dedup);
+            d.expire(now_ms);
+            match d.first_live_row() {
+                Some(row) => run("DELETE FROM queue_dedup_log WHERE id < ?1", row)?,
+                None => run("DELETE FROM queue_dedup_log WHERE id > ?1", -1)?,
+            }
+        },
     })
 }
 
@@ -282,6 +317,60 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Schema 2's deduplication table (keyed by id) moves into the log in the
+    /// order the windows end, and is gone; the lookup rebuilt from the log
+    /// finds the ids whose window is open.
+    #[test]
+    fn a_version_2_file_moves_its_dedup_entries_to_the_log() {
+        let dir = fresh_dir("sb-schema-v2");
+        let path = dir.join("v2.sqlite3");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE queue_dedup (
+                    queue TEXT NOT NULL, scope TEXT NOT NULL, dedup_id TEXT NOT NULL,
+                    message_id TEXT NOT NULL, expires_at_ms INTEGER NOT NULL,
+                    PRIMARY KEY (queue, scope, dedup_id)) STRICT, WITHOUT ROWID;
+                 CREATE INDEX queue_dedup_expiry ON queue_dedup (expires_at_ms);
+                 INSERT INTO queue_dedup VALUES ('in.fifo', 'g', 'b-late', 'm2', 2000);
+                 INSERT INTO queue_dedup VALUES ('in.fifo', 'g', 'a-early', 'm1', 1000);
+                 INSERT INTO queue_dedup VALUES ('in.fifo', '', 'gone', 'm0', 10);
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let c = open_blocking(Some(&path), 500).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let old: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'queue_dedup' OR name = 'queue_dedup_expiry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the old table and its index are dropped");
+        let ids: Vec<String> = c
+            .prepare("SELECT dedup_id FROM queue_dedup_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, ["gone", "a-early", "b-late"], "in window order");
+        let mut d = Dedup::load(&c, 500).unwrap();
+        let k = super::super::dedup::key("in.fifo", "g", "a-early");
+        assert!(d.lookup(k, 500).is_some());
+        assert!(
+            d.lookup(super::super::dedup::key("in.fifo", "", "gone"), 500)
+                .is_none()
+        );
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -273,11 +273,12 @@ impl Queue for EmbeddedQueue {
         let name = self.name.clone();
         let now = self.db.clock.now_ms();
         let notify = self.notify.clone();
+        let dedup = self.db.dedup();
         let (id, _) = self
             .db
             .call_then(
                 OP,
-                move |conn| send_tx(conn, &name, &msg, now),
+                move |conn| send_tx(conn, &dedup, &name, &msg, now),
                 move |(_, new): &(String, bool)| {
                     if *new {
                         notify.notify_waiters();

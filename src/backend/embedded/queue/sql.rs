@@ -6,15 +6,18 @@
 //! to check the FIFO rules; a third of it is the receive path alone.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::settings::{DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
+use crate::backend::embedded::dedup::{self, Dedup};
 use crate::backend::embedded::error::sql_error;
 use crate::backend::embedded::schema::DEDUP_WINDOW_MS;
 use crate::backend::{BackendError, ErrorKind, OutgoingMessage, QueueMessage, Result};
+use crate::sync::lock;
 
 /// SQS looks for available groups among the first 20,000 messages only (a
 /// deep backlog in blocked groups hides the groups behind it); so do we, which
@@ -362,6 +365,7 @@ pub(super) fn change_one(
 /// returns its message id and whether it is new.
 pub(super) fn send_tx(
     conn: &Connection,
+    dedup: &Mutex<Dedup>,
     name: &str,
     msg: &OutgoingMessage,
     now: i64,
@@ -374,41 +378,36 @@ pub(super) fn send_tx(
     } else {
         ""
     };
-    let seen: Option<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT message_id, expires_at_ms FROM queue_dedup
-             WHERE queue = ?1 AND scope = ?2 AND dedup_id = ?3",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![name, scope, msg.dedup_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+    let key = dedup::key(name, scope, &msg.dedup_id);
+    let mut seen = lock(dedup);
+    if let Some(row) = seen.lookup(key, now) {
+        // The row must also say so: a key is a hash, and the row is the truth.
+        let first: Option<String> = conn
+            .prepare_cached(
+                "SELECT message_id FROM queue_dedup_log
+                 WHERE id = ?1 AND queue = ?2 AND scope = ?3 AND dedup_id = ?4",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![row, name, scope, msg.dedup_id], |r| r.get(0))
+                    .optional()
             })
-            .optional()
-        })
-        .map_err(sql)?;
-    if let Some((id, expires)) = seen
-        && expires > now
-    {
-        // Accepted and dropped, like SQS: the window counts from the first send.
-        return Ok((id, false));
+            .map_err(sql)?;
+        if let Some(id) = first {
+            // Accepted and dropped, like SQS: the window counts from the first send.
+            return Ok((id, false));
+        }
     }
     let id = new_message_id();
     let attributes = serde_json::to_string(&msg.attributes)
         .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))?;
+    let expires = now + DEDUP_WINDOW_MS;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO queue_dedup (queue, scope, dedup_id, message_id, expires_at_ms)
+        "INSERT INTO queue_dedup_log (queue, scope, dedup_id, message_id, expires_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            name,
-            scope,
-            msg.dedup_id,
-            id,
-            now + DEDUP_WINDOW_MS
-        ])
-    })
+    .and_then(|mut s| s.execute(params![name, scope, msg.dedup_id, id, expires]))
     .map_err(sql)?;
+    let row = conn.last_insert_rowid();
     conn.prepare_cached(
         "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body, attributes, sent_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -417,6 +416,8 @@ pub(super) fn send_tx(
         s.execute(params![name, id, msg.group_id, msg.dedup_id, msg.body, attributes, now])
     })
     .map_err(sql)?;
+    // Last, once nothing can fail: a failed job leaves the lookup as it was.
+    seen.record(key, row, expires);
     Ok((id, true))
 }
 
