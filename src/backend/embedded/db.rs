@@ -158,7 +158,6 @@ struct Shared {
     pending: Mutex<Pending>,
     /// The queues' deduplication ids (see `dedup`); changed only by jobs.
     dedup: Arc<Mutex<Dedup>>,
-    clock: Clock,
     notifies: Mutex<HashMap<String, Arc<Notify>>>,
     last_sweep_ms: AtomicI64,
 }
@@ -206,7 +205,6 @@ impl Db {
                 conn: Mutex::new(conn),
                 pending: Mutex::default(),
                 dedup: Arc::new(Mutex::new(dedup)),
-                clock,
                 notifies: Mutex::default(),
                 last_sweep_ms: AtomicI64::new(now),
             }),
@@ -270,6 +268,7 @@ impl Db {
         if start {
             let drainer = Drainer {
                 shared: self.shared.clone(),
+                clock: self.clock,
                 done: false,
             };
             tokio::task::spawn_blocking(move || drainer.run());
@@ -304,6 +303,7 @@ impl Db {
 /// of leaving their callers waiting.
 struct Drainer {
     shared: Arc<Shared>,
+    clock: Clock,
     done: bool,
 }
 
@@ -324,7 +324,7 @@ impl Drainer {
                 };
                 std::mem::replace(&mut p.jobs, rest)
             };
-            run_group(&conn, jobs, &self.shared);
+            run_group(&conn, jobs, &self.shared.dedup, self.clock);
         }
         drop(conn);
         self.done = true;
@@ -353,7 +353,7 @@ impl Drop for Drainer {
 
 /// Runs `jobs` in one transaction, each inside a savepoint so that a failing
 /// job leaves no partial writes and does not affect the others.
-fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, shared: &Shared) {
+fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, dedup: &Mutex<Dedup>, clock: Clock) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = sql_error("sqlite.Begin", e);
         for job in jobs {
@@ -391,9 +391,8 @@ fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, shared: &Shared) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
         // The group's sends are undone: so are the ids they recorded.
-        let rebuilt = Dedup::load(conn, shared.clock.now_ms());
-        let mut dedup = lock(&shared.dedup);
-        *dedup = rebuilt.unwrap_or_else(|e| {
+        let rebuilt = Dedup::load(conn, clock.now_ms());
+        *lock(dedup) = rebuilt.unwrap_or_else(|e| {
             // Forgetting every id can let a resent message in twice; keeping
             // ids of sends that did not happen would drop a retry of them.
             tracing::error!(error = %e, "could not reload the queues' deduplication ids after a failed commit; starting empty");

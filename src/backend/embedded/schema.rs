@@ -2,9 +2,8 @@
 //! repairs at open and the periodic sweep of expired data.
 
 use std::path::Path;
-use std::time::Duration;
-
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
@@ -296,10 +295,8 @@ pub(super) fn sweep(conn: &Connection, now_ms: i64, dedup: &Mutex<Dedup>) -> Res
             // a run, and `recover` caps windows left by an earlier one).
             let mut d = lock(dedup);
             d.expire(now_ms);
-            match d.first_live_row() {
-                Some(row) => run("DELETE FROM queue_dedup_log WHERE id < ?1", row)?,
-                None => run("DELETE FROM queue_dedup_log WHERE id > ?1", -1)?,
-            }
+            let first_live = d.first_live_row().unwrap_or(i64::MAX);
+            run("DELETE FROM queue_dedup_log WHERE id < ?1", first_live)?
         },
     })
 }
