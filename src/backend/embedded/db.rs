@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::dedup::Dedup;
 use super::error::sql_error;
+use super::index::QueueIndex;
 use super::schema::{Sweep, open_blocking, sweep};
 use crate::backend::{BackendError, ErrorKind, Result};
 use crate::sync::lock;
@@ -158,6 +159,8 @@ struct Shared {
     pending: Mutex<Pending>,
     /// The queues' deduplication ids (see `dedup`); changed only by jobs.
     dedup: Arc<Mutex<Dedup>>,
+    /// Where the queues' messages are (see `index`); changed only by jobs.
+    index: Arc<Mutex<QueueIndex>>,
     notifies: Mutex<HashMap<String, Arc<Notify>>>,
     last_sweep_ms: AtomicI64,
 }
@@ -193,10 +196,11 @@ impl Db {
             Location::File(p) => Some(p.to_owned()),
             Location::Memory => None,
         };
-        let (conn, dedup) = tokio::task::spawn_blocking(move || {
+        let (conn, dedup, index) = tokio::task::spawn_blocking(move || {
             let conn = open_blocking(path.as_deref(), now)?;
             let dedup = Dedup::load(&conn, now).map_err(|e| sql_error(OP, e))?;
-            Ok::<_, BackendError>((conn, dedup))
+            let index = QueueIndex::load(&conn).map_err(|e| sql_error(OP, e))?;
+            Ok::<_, BackendError>((conn, dedup, index))
         })
         .await
         .map_err(|e| BackendError::new(ErrorKind::Other, OP, e.to_string()))??;
@@ -205,6 +209,7 @@ impl Db {
                 conn: Mutex::new(conn),
                 pending: Mutex::default(),
                 dedup: Arc::new(Mutex::new(dedup)),
+                index: Arc::new(Mutex::new(index)),
                 notifies: Mutex::default(),
                 last_sweep_ms: AtomicI64::new(now),
             }),
@@ -240,10 +245,10 @@ impl Db {
         {
             // Nobody awaits it: it runs in the same transaction as this call.
             let (tx, _rx) = oneshot::channel();
-            let dedup = self.dedup();
+            let (dedup, index) = (self.dedup(), self.index());
             self.enqueue(Box::new(FnJob {
                 op: "embedded.Sweep",
-                f: move |conn: &Connection| sweep(conn, now, &dedup),
+                f: move |conn: &Connection| sweep(conn, now, (&dedup, &index)),
                 after: |_: &Sweep| {},
                 tx,
             }));
@@ -288,13 +293,20 @@ impl Db {
         self.shared.dedup.clone()
     }
 
+    /// Where the queues' messages are, for the jobs that read or change them.
+    pub(super) fn index(&self) -> Arc<Mutex<QueueIndex>> {
+        self.shared.index.clone()
+    }
+
     /// Removes what has expired now.
     pub(super) async fn sweep(&self) -> Result<Sweep> {
         let now = self.clock.now_ms();
         self.shared.last_sweep_ms.store(now, Ordering::Relaxed);
-        let dedup = self.dedup();
-        self.call("embedded.Sweep", move |conn| sweep(conn, now, &dedup))
-            .await
+        let (dedup, index) = (self.dedup(), self.index());
+        self.call("embedded.Sweep", move |conn| {
+            sweep(conn, now, (&dedup, &index))
+        })
+        .await
     }
 }
 
@@ -324,7 +336,7 @@ impl Drainer {
                 };
                 std::mem::replace(&mut p.jobs, rest)
             };
-            run_group(&conn, jobs, &self.shared.dedup, self.clock);
+            run_group(&conn, jobs, &self.shared, self.clock);
         }
         drop(conn);
         self.done = true;
@@ -353,7 +365,7 @@ impl Drop for Drainer {
 
 /// Runs `jobs` in one transaction, each inside a savepoint so that a failing
 /// job leaves no partial writes and does not affect the others.
-fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, dedup: &Mutex<Dedup>, clock: Clock) {
+fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, shared: &Shared, clock: Clock) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = sql_error("sqlite.Begin", e);
         for job in jobs {
@@ -392,12 +404,22 @@ fn run_group(conn: &Connection, jobs: Vec<Box<dyn Job>>, dedup: &Mutex<Dedup>, c
         let _ = conn.execute_batch("ROLLBACK");
         // The group's sends are undone: so are the ids they recorded.
         let rebuilt = Dedup::load(conn, clock.now_ms());
-        *lock(dedup) = rebuilt.unwrap_or_else(|e| {
+        *lock(&shared.dedup) = rebuilt.unwrap_or_else(|e| {
             // Forgetting every id can let a resent message in twice; keeping
             // ids of sends that did not happen would drop a retry of them.
             tracing::error!(error = %e, "could not reload the queues' deduplication ids after a failed commit; starting empty");
             Dedup::default()
         });
+        // And its sends, receives and deletes, in the index.
+        match QueueIndex::load(conn) {
+            Ok(index) => *lock(&shared.index) = index,
+            // Kept as the jobs left it: at worst it names messages that are
+            // not in the table (a receive drops them) or misses new ones
+            // until the next open.
+            Err(e) => {
+                tracing::error!(error = %e, "could not reload the queues' message index after a failed commit; keeping it")
+            }
+        }
     }
     for reply in replies {
         reply.send(commit.as_ref().map(|_| ()));
@@ -416,7 +438,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::backend::embedded::{EmbeddedStore, QueueSettings};
+    use crate::backend::embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
     use crate::backend::{OutgoingMessage, Queue, ReceiveRequest};
 
     fn message(dedup_id: &str) -> OutgoingMessage {
@@ -428,13 +450,27 @@ mod tests {
         }
     }
 
-    /// A send whose group commit fails did not happen: sending it again is a
-    /// new message, also after another send took the log row it had.
+    /// The ids of what one receive of up to 10 returns now.
+    async fn receive_ids(q: &EmbeddedQueue) -> Vec<String> {
+        let got = q
+            .receive(ReceiveRequest {
+                max_messages: 10,
+                wait: Duration::ZERO,
+                visibility: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        got.into_iter().map(|m| m.message_id).collect()
+    }
+
+    /// A send whose group commit fails did not happen: the queue does not
+    /// count it, and sending it again is a new message, also after another
+    /// send took the log row (and the sequence number) it had.
     #[tokio::test]
     // Held on purpose while the two calls queue up: only the drainer (on a
     // blocking thread) waits for it, not the tasks awaited meanwhile.
     #[allow(clippy::await_holding_lock)]
-    async fn a_failed_commit_forgets_the_dedup_ids_of_its_sends() {
+    async fn a_failed_commit_forgets_its_sends() {
         let store = EmbeddedStore::in_memory().await.unwrap();
         let q = store
             .create_queue("t.fifo", QueueSettings::default())
@@ -481,20 +517,64 @@ mod tests {
         assert!(bad.await.unwrap().is_err());
         let err = send.await.unwrap().expect_err("its commit failed");
         assert!(err.message.contains("FOREIGN KEY"), "{err}");
+        let info = q.info().await.unwrap();
+        assert_eq!(
+            (info.approximate_messages, info.approximate_in_flight),
+            (0, 0),
+            "not in the index either"
+        );
 
         // Another message takes the log row the failed send had.
         let other = q.send(&message("d2")).await.unwrap();
         let again = q.send(&message("d1")).await.unwrap();
         assert_ne!(again, other, "not taken for a duplicate of d2's row");
-        let got = q
-            .receive(ReceiveRequest {
-                max_messages: 10,
-                wait: Duration::ZERO,
-                visibility: Duration::from_secs(30),
+        let ids = receive_ids(&q).await;
+        assert_eq!(ids, [other, again]);
+    }
+
+    /// The index follows the sweep and the console's delete by id: what they
+    /// remove is neither counted nor received afterwards.
+    #[tokio::test(start_paused = true)]
+    async fn swept_and_deleted_messages_leave_the_index() {
+        let store = EmbeddedStore::in_memory().await.unwrap();
+        let settings = QueueSettings {
+            retention: Duration::from_secs(60),
+            ..QueueSettings::default()
+        };
+        let q = store.create_queue("t.fifo", settings).await.unwrap();
+        q.send(&message("old-1")).await.unwrap();
+        q.send(&message("old-2")).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(store.sweep().await.unwrap().queue_messages, 2);
+        let kept = q.send(&message("new")).await.unwrap();
+        let other = q
+            .send(&OutgoingMessage {
+                group_id: "h".into(),
+                ..message("other")
             })
             .await
             .unwrap();
-        let ids: Vec<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
-        assert_eq!(ids, [other.as_str(), again.as_str()]);
+        let depth = store.queue_depth(q.url(), 10).await.unwrap();
+        assert_eq!((depth.visible, depth.in_flight), (2, 0));
+        let groups: Vec<(&str, u64)> = depth
+            .busiest_groups
+            .iter()
+            .map(|g| (g.group.as_str(), g.messages))
+            .collect();
+        assert_eq!(groups, [("g", 1), ("h", 1)]);
+
+        assert!(store.delete_message(q.url(), &other).await.unwrap());
+        let info = q.info().await.unwrap();
+        assert_eq!(
+            (info.approximate_messages, info.approximate_in_flight),
+            (1, 0)
+        );
+        let ids = receive_ids(&q).await;
+        assert_eq!(ids, [kept]);
+        let info = q.info().await.unwrap();
+        assert_eq!(
+            (info.approximate_messages, info.approximate_in_flight),
+            (0, 1)
+        );
     }
 }

@@ -13,9 +13,11 @@ use serde::Serialize;
 
 use super::EmbeddedStore;
 use super::error::sql_error;
+use super::index::Change;
 use super::queue::{depth, queue_name};
 use super::tables::{CONNECTION_COLUMNS, connection_of};
 use crate::backend::{BackendError, Connection, ErrorKind, Result};
+use crate::sync::lock;
 
 /// How many messages a queue holds, as SQS's `ApproximateNumberOf*` report it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -82,28 +84,19 @@ impl EmbeddedStore {
         const OP: &str = "embedded.QueueDepth";
         let name = queue_name(url)?;
         let now = self.db.clock.now_ms();
+        let index = self.db.index();
         self.db
-            .call(OP, move |conn| {
-                let sql = |e| sql_error(OP, e);
-                let (visible, in_flight) = depth(conn, &name, now).map_err(sql)?;
-                let busiest_groups = conn
-                    .prepare_cached(
-                        "SELECT group_id, COUNT(*) AS n FROM queue_messages WHERE queue = ?1
-                         GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map(params![name, top as i64], |r| {
-                            Ok(GroupBacklog {
-                                group: r.get(0)?,
-                                messages: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                            })
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                    })
-                    .map_err(sql)?;
+            .call(OP, move |_conn| {
+                let (visible, in_flight) = depth(&index, &name, now);
+                let busiest_groups = lock(&index).queue(&name).map_or_else(Vec::new, |m| {
+                    m.busiest(top)
+                        .into_iter()
+                        .map(|(group, messages)| GroupBacklog { group, messages })
+                        .collect()
+                });
                 Ok(QueueDepth {
-                    visible: u64::try_from(visible).unwrap_or(0),
-                    in_flight: u64::try_from(in_flight).unwrap_or(0),
+                    visible,
+                    in_flight,
                     delayed: 0,
                     busiest_groups,
                 })
@@ -184,6 +177,7 @@ impl EmbeddedStore {
         let id = message_id.to_owned();
         let now = self.db.clock.now_ms();
         let notify = self.db.notify(&name);
+        let index = self.db.index();
         self.db
             .call_then(
                 OP,
@@ -208,11 +202,23 @@ impl EmbeddedStore {
                             format!("message {id} is in flight: try again when it is released"),
                         )),
                         Some(false) => {
-                            conn.prepare_cached(
-                                "DELETE FROM queue_messages WHERE queue = ?1 AND message_id = ?2",
-                            )
-                            .and_then(|mut s| s.execute(params![name, id]))
-                            .map_err(sql)?;
+                            let seqs: Vec<i64> = conn
+                                .prepare_cached(
+                                    "DELETE FROM queue_messages WHERE queue = ?1 AND message_id = ?2
+                                     RETURNING seq",
+                                )
+                                .and_then(|mut s| {
+                                    s.query_map(params![name, id], |r| r.get(0))?.collect()
+                                })
+                                .map_err(sql)?;
+                            lock(&index).apply(
+                                seqs.into_iter()
+                                    .map(|seq| Change::Remove {
+                                        queue: name.clone(),
+                                        seq,
+                                    })
+                                    .collect(),
+                            );
                             Ok(true)
                         }
                     }

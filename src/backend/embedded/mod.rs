@@ -7,7 +7,9 @@
 //! - [`EmbeddedStore`] opens the database and hands out queues and tables.
 //! - [`EmbeddedQueue`]: per-group order, in-flight group blocking, 5-minute
 //!   deduplication (ids looked up in memory, `dedup`), visibility timeouts,
-//!   receive counts, redrive to a DLQ, long polling. Queues are addressed as
+//!   receive counts, redrive to a DLQ, long polling. Which messages each
+//!   group and queue has, and which are in flight, is kept in memory too
+//!   (`index`); the messages themselves are on disk. Queues are addressed as
 //!   `embedded://<name>`.
 //! - [`EmbeddedConnections`], [`EmbeddedMessages`]: the keys, lookups, page
 //!   cursors, conditional writes and TTL of the tables in `migrations/`.
@@ -21,6 +23,7 @@
 mod db;
 mod dedup;
 mod error;
+mod index;
 mod inspect;
 mod migrate;
 mod queue;

@@ -10,6 +10,7 @@ use rusqlite::config::DbConfig;
 
 use super::dedup::Dedup;
 use super::error::sql_error;
+use super::index::{Change, QueueIndex};
 use crate::backend::{BackendError, ErrorKind, Result};
 use crate::sync::lock;
 
@@ -21,8 +22,9 @@ pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Version of the schema below, kept in `PRAGMA user_version`. 2 added
 /// sequence numbers (`stored_messages.seq`, `message_seqs`); 3 replaced the
 /// `queue_dedup` table (keyed by id) by `queue_dedup_log` (in send order;
-/// the lookup is in memory, see `dedup`).
-const SCHEMA_VERSION: i64 = 3;
+/// the lookup is in memory, see `dedup`); 4 dropped the three indexes of
+/// `queue_messages` (kept in memory, see `index`).
+const SCHEMA_VERSION: i64 = 4;
 
 /// From schema 1 to 2, run before [`SCHEMA`] on a file written by version 1
 /// (whose `stored_messages` already exists without `seq`).
@@ -35,6 +37,13 @@ INSERT INTO queue_dedup_log (queue, scope, dedup_id, message_id, expires_at_ms)
     SELECT queue, scope, dedup_id, message_id, expires_at_ms FROM queue_dedup
     ORDER BY expires_at_ms;
 DROP TABLE queue_dedup;";
+
+/// From schema 3 (or earlier) to 4: the indexes of `queue_messages` now
+/// live in memory. Harmless on a new file.
+const MIGRATE_3_TO_4: &str = "
+DROP INDEX IF EXISTS queue_messages_by_group;
+DROP INDEX IF EXISTS queue_messages_order;
+DROP INDEX IF EXISTS queue_messages_in_flight;";
 
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,6 +73,8 @@ CREATE TABLE IF NOT EXISTS queues (
 
 -- seq is the FIFO sequence number: AUTOINCREMENT never reuses a value, so send
 -- order is seq order and a receipt handle names exactly one stored message.
+-- No secondary index: which messages each queue and group has, and which are
+-- in flight, is kept in memory (src/backend/embedded/index.rs), rebuilt at open.
 CREATE TABLE IF NOT EXISTS queue_messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
@@ -78,10 +89,6 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     received_at_ms INTEGER,
     invisible_until_ms INTEGER NOT NULL DEFAULT 0
 ) STRICT;
--- (queue, group_id) ends in the rowid, seq: a group's messages in order.
-CREATE INDEX IF NOT EXISTS queue_messages_by_group ON queue_messages (queue, group_id);
-CREATE INDEX IF NOT EXISTS queue_messages_order ON queue_messages (queue, seq, group_id);
-CREATE INDEX IF NOT EXISTS queue_messages_in_flight ON queue_messages (queue, invisible_until_ms);
 
 -- Each deduplication id as it was sent (scope: the group, or '' for the
 -- queue). Appended in send order, so ids ending their window come first; the
@@ -235,7 +242,7 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         .map_err(err)?;
     let dedup_upgrade = if old_dedup { MIGRATE_2_TO_3 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} {dedup_upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} {dedup_upgrade} {MIGRATE_3_TO_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(err)?;
     recover(&conn, now_ms).map_err(err)?;
@@ -272,32 +279,54 @@ pub struct Sweep {
     pub dedup_entries: usize,
 }
 
-pub(super) fn sweep(conn: &Connection, now_ms: i64, dedup: &Mutex<Dedup>) -> Result<Sweep> {
+pub(super) fn sweep(
+    conn: &Connection,
+    now_ms: i64,
+    (dedup, index): (&Mutex<Dedup>, &Mutex<QueueIndex>),
+) -> Result<Sweep> {
     let now_s = now_ms.div_euclid(1000);
     let run = |sql: &str, v: i64| {
         conn.prepare_cached(sql)
             .and_then(|mut s| s.execute([v]))
             .map_err(|e| sql_error("embedded.Sweep", e))
     };
-    Ok(Sweep {
-        // Like DynamoDB TTL: expired when expiresAt is before now.
-        connections: run("DELETE FROM connections WHERE expires_at < ?1", now_s)?,
-        messages: run("DELETE FROM stored_messages WHERE expires_at < ?1", now_s)?,
-        queue_messages: run(
+    // Like DynamoDB TTL: expired when expiresAt is before now.
+    let connections = run("DELETE FROM connections WHERE expires_at < ?1", now_s)?;
+    let messages = run("DELETE FROM stored_messages WHERE expires_at < ?1", now_s)?;
+    let gone: Vec<Change> = conn
+        .prepare_cached(
             "DELETE FROM queue_messages WHERE seq IN (
                 SELECT m.seq FROM queue_messages m JOIN queues q ON q.name = m.queue
-                WHERE m.sent_at_ms + q.retention_ms <= ?1)",
-            now_ms,
-        )?,
-        dedup_entries: {
-            // The log is in send order: every row before the oldest id still
-            // in its window is over (the wall clock only moves forward within
-            // a run, and `recover` caps windows left by an earlier one).
-            let mut d = lock(dedup);
-            d.expire(now_ms);
-            let first_live = d.first_live_row().unwrap_or(i64::MAX);
-            run("DELETE FROM queue_dedup_log WHERE id < ?1", first_live)?
-        },
+                WHERE m.sent_at_ms + q.retention_ms <= ?1)
+             RETURNING seq, queue",
+        )
+        .and_then(|mut s| {
+            s.query_map([now_ms], |r| {
+                Ok(Change::Remove {
+                    seq: r.get(0)?,
+                    queue: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(|e| sql_error("embedded.Sweep", e))?;
+    let dedup_entries = {
+        // The log is in send order: every row before the oldest id still
+        // in its window is over (the wall clock only moves forward within
+        // a run, and `recover` caps windows left by an earlier one).
+        let mut d = lock(dedup);
+        d.expire(now_ms);
+        let first_live = d.first_live_row().unwrap_or(i64::MAX);
+        run("DELETE FROM queue_dedup_log WHERE id < ?1", first_live)?
+    };
+    let queue_messages = gone.len();
+    // Last, once nothing can fail.
+    lock(index).apply(gone);
+    Ok(Sweep {
+        connections,
+        messages,
+        queue_messages,
+        dedup_entries,
     })
 }
 
@@ -314,6 +343,20 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Opens the file at `path`, which must then be at the current schema.
+    fn open_current(path: &Path, now_ms: i64) -> Connection {
+        let c = open_blocking(Some(path), now_ms).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        c
+    }
+
+    fn count(c: &Connection, sql: &str) -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// Schema 2's deduplication table (keyed by id) moves into the log in the
@@ -338,18 +381,11 @@ mod tests {
             )
             .unwrap();
         }
-        let c = open_blocking(Some(&path), 500).unwrap();
-        let version: i64 = c
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let old: i64 = c
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'queue_dedup' OR name = 'queue_dedup_expiry'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let c = open_current(&path, 500);
+        let old = count(
+            &c,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'queue_dedup' OR name = 'queue_dedup_expiry'",
+        );
         assert_eq!(old, 0, "the old table and its index are dropped");
         let ids: Vec<String> = c
             .prepare("SELECT dedup_id FROM queue_dedup_log ORDER BY id")
@@ -366,6 +402,36 @@ mod tests {
             d.lookup(super::super::dedup::key("in.fifo", "", "gone"), 500)
                 .is_none()
         );
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Schema 3's indexes of `queue_messages` are dropped (they live in
+    /// memory now); the messages stay.
+    #[test]
+    fn a_version_3_file_loses_its_queue_indexes() {
+        let dir = fresh_dir("sb-schema-v3");
+        let path = dir.join("v3.sqlite3");
+        {
+            let c = open_blocking(Some(&path), 0).unwrap();
+            c.execute_batch(
+                "CREATE INDEX queue_messages_by_group ON queue_messages (queue, group_id);
+                 CREATE INDEX queue_messages_order ON queue_messages (queue, seq, group_id);
+                 CREATE INDEX queue_messages_in_flight ON queue_messages (queue, invisible_until_ms);
+                 INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body,
+                     attributes, sent_at_ms) VALUES ('q', 'm', 'g', 'd', 'b', '{}', 1);
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let c = open_current(&path, 0);
+        let indexes = count(
+            &c,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue_messages'",
+        );
+        assert_eq!(indexes, 0);
+        let index = QueueIndex::load(&c).unwrap();
+        assert_eq!(index.queue("q").map(|m| m.depth(0)), Some((1, 0)));
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -389,11 +455,7 @@ mod tests {
             )
             .unwrap();
         }
-        let c = open_blocking(Some(&path), 0).unwrap();
-        let version: i64 = c
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+        let c = open_current(&path, 0);
         let (id, seq): (String, Option<i64>) = c
             .query_row("SELECT id, seq FROM stored_messages", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))

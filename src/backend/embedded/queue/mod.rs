@@ -16,15 +16,21 @@ use tokio::time::Instant;
 
 use super::db::Db;
 use super::error::sql_error;
+use super::index::{Change, QueueIndex};
 use crate::backend::{
     MAX_BATCH, OutgoingMessage, Queue, QueueInfo, QueueMessage, ReceiveRequest, Result,
 };
+use crate::sync::lock;
 pub(super) use checks::queue_name;
 use checks::{check_batch, check_message, sqs_chars};
 pub use settings::{DedupScope, QueueSettings, Redrive, URL_PREFIX};
 use settings::{MAX_VISIBILITY, MAX_WAIT, invalid, ms};
-pub(super) use sql::depth;
 use sql::{Received, change_one, check_handle, load, receive_tx, send_tx};
+
+/// How many messages of queue `name` are visible and how many in flight at `now`.
+pub(super) fn depth(index: &std::sync::Mutex<QueueIndex>, name: &str, now: i64) -> (u64, u64) {
+    lock(index).queue(name).map_or((0, 0), |m| m.depth(now))
+}
 
 /// One embedded FIFO queue. Cheap to clone; all handles to one queue share
 /// its long-poll wake-ups.
@@ -157,11 +163,12 @@ impl Queue for EmbeddedQueue {
             let now = self.db.clock.now_ms();
             let name = self.name.clone();
             let db = self.db.clone();
+            let index = self.db.index();
             let found = self
                 .db
                 .call_then(
                     OP,
-                    move |conn| receive_tx(conn, &name, max, visibility_ms, now),
+                    move |conn| receive_tx(conn, &index, &name, max, visibility_ms, now),
                     move |r: &Received| {
                         if let Some((dlq, _)) = &r.dead_lettered {
                             db.notify(dlq).notify_waiters();
@@ -195,23 +202,30 @@ impl Queue for EmbeddedQueue {
         let name = self.name.clone();
         let now = self.db.clock.now_ms();
         let notify = self.notify.clone();
+        let index = self.db.index();
         self.db
             .call_then(
                 OP,
                 move |conn| {
                     let mut results = Vec::with_capacity(handles.len());
+                    let mut changes = Vec::new();
                     for h in &handles {
                         let r = check_handle(conn, OP, &name, h, now).and_then(|found| {
                             if let Some((seq, _)) = found {
                                 conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
                                     .and_then(|mut s| s.execute([seq]))
                                     .map_err(|e| sql_error(OP, e))?;
+                                changes.push(Change::Remove {
+                                    queue: name.to_string(),
+                                    seq,
+                                });
                             }
                             // A message already gone counts as deleted, like SQS.
                             Ok(())
                         });
                         results.push(r);
                     }
+                    lock(&index).apply(changes);
                     Ok(results)
                 },
                 // A delete can unblock the rest of a group.
@@ -238,15 +252,18 @@ impl Queue for EmbeddedQueue {
         let name = self.name.clone();
         let now = self.db.clock.now_ms();
         let notify = self.notify.clone();
+        let index = self.db.index();
         self.db
             .call_then(
                 OP,
                 move |conn| {
                     let mut results = Vec::with_capacity(entries.len());
+                    let mut changes = Vec::new();
                     for (h, timeout) in &entries {
                         let r = change_one(conn, OP, &name, h, *timeout, now);
-                        results.push(r);
+                        results.push(r.map(|c| changes.push(c)));
                     }
+                    lock(&index).apply(changes);
                     Ok(results)
                 },
                 move |r: &Vec<Result<()>>| {
@@ -273,12 +290,12 @@ impl Queue for EmbeddedQueue {
         let name = self.name.clone();
         let now = self.db.clock.now_ms();
         let notify = self.notify.clone();
-        let dedup = self.db.dedup();
+        let (dedup, index) = (self.db.dedup(), self.db.index());
         let (id, _) = self
             .db
             .call_then(
                 OP,
-                move |conn| send_tx(conn, &dedup, &name, &msg, now),
+                move |conn| send_tx(conn, (&dedup, &index), &name, &msg, now),
                 move |(_, new): &(String, bool)| {
                     if *new {
                         notify.notify_waiters();
@@ -293,11 +310,11 @@ impl Queue for EmbeddedQueue {
         const OP: &str = "embedded.GetQueueAttributes";
         let name = self.name.clone();
         let now = self.db.clock.now_ms();
+        let index = self.db.index();
         self.db
             .call(OP, move |conn| {
                 let q = load(conn, OP, &name)?;
-                let (visible, in_flight) =
-                    sql::depth(conn, &name, now).map_err(|e| sql_error(OP, e))?;
+                let (visible, in_flight) = depth(&index, &name, now);
                 Ok(QueueInfo {
                     fifo: true,
                     visibility_timeout: Duration::from_millis(
@@ -305,8 +322,8 @@ impl Queue for EmbeddedQueue {
                     ),
                     dead_letter_url: q.dead_letter_queue.map(|d| format!("{URL_PREFIX}{d}")),
                     max_receive_count: q.max_receive_count.and_then(|m| u32::try_from(m).ok()),
-                    approximate_messages: u64::try_from(visible).unwrap_or(0),
-                    approximate_in_flight: u64::try_from(in_flight).unwrap_or(0),
+                    approximate_messages: visible,
+                    approximate_in_flight: in_flight,
                 })
             })
             .await

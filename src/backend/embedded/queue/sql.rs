@@ -5,8 +5,8 @@
 //! deletes share the row loading and handle checks below and are read together
 //! to check the FIFO rules; a third of it is the receive path alone.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::settings::{DedupScope, MAX_VISIBILITY, URL_PREFIX, invalid, ms};
 use crate::backend::embedded::dedup::{self, Dedup};
 use crate::backend::embedded::error::sql_error;
+use crate::backend::embedded::index::{Change, QueueIndex};
 use crate::backend::embedded::schema::DEDUP_WINDOW_MS;
 use crate::backend::{BackendError, ErrorKind, OutgoingMessage, QueueMessage, Result};
 use crate::sync::lock;
@@ -22,7 +23,7 @@ use crate::sync::lock;
 /// SQS looks for available groups among the first 20,000 messages only (a
 /// deep backlog in blocked groups hides the groups behind it); so do we, which
 /// also bounds the cost of a receive.
-const GROUP_SCAN_LIMIT: i64 = 20_000;
+const GROUP_SCAN_LIMIT: usize = 20_000;
 
 /// The stored settings of a queue.
 pub(super) struct QueueRow {
@@ -102,82 +103,57 @@ fn new_message_id() -> String {
 
 pub(super) fn receive_tx(
     conn: &Connection,
+    index: &Mutex<QueueIndex>,
     name: &str,
     max: usize,
     visibility_ms: i64,
     now: i64,
 ) -> Result<Received> {
     const OP: &str = "embedded.ReceiveMessage";
-    let sql = |e| sql_error(OP, e);
     let q = load(conn, OP, name)?;
     let redrive = q.dead_letter_queue.clone().zip(q.max_receive_count);
-
-    // FIFO: a group with any message in flight returns nothing more.
-    let mut skip: HashSet<String> = {
-        let mut s = conn
-            .prepare_cached(
-                // Not DISTINCT: the set removes repeats, and SQLite would
-                // build and drop a temporary b-tree for them on every receive.
-                "SELECT group_id FROM queue_messages
-                 WHERE queue = ?1 AND invisible_until_ms > ?2",
-            )
-            .map_err(sql)?;
-        s.query_map(params![name, now], |r| r.get(0))
-            .map_err(sql)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql)?
-    };
+    let mut index = lock(index);
     let mut out = Vec::new();
+    let mut changes = Vec::new();
     let mut moved = 0;
-    loop {
+    if let Some(m) = index.queue(name) {
+        // FIFO: a group with any message in flight returns nothing more.
+        let mut skip = m.held_groups(now);
         // Groups in the order of their oldest message, as SQS serves them.
-        let mut groups = Vec::new();
-        let mut scanned_all = true;
-        {
-            let mut s = conn
-                .prepare_cached(
-                    "SELECT group_id FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(sql)?;
-            let mut rows = s.query(params![name, GROUP_SCAN_LIMIT]).map_err(sql)?;
-            while let Some(row) = rows.next().map_err(sql)? {
-                let g: String = row.get(0).map_err(sql)?;
-                if skip.insert(g.clone()) {
-                    groups.push(g);
-                    if groups.len() >= max - out.len() {
-                        scanned_all = false;
-                        break;
-                    }
-                }
-            }
-        }
-        for group in &groups {
-            // Like SQS, fill the batch from one group before the next.
-            take_from_group(
-                conn,
-                name,
-                group,
-                &q,
-                redrive.as_ref(),
-                (max, visibility_ms, now),
-                &mut out,
-                &mut moved,
-            )?;
+        for (_, group) in m.oldest(GROUP_SCAN_LIMIT) {
             if out.len() >= max {
                 break;
             }
-        }
-        if out.len() >= max || scanned_all {
-            break;
+            if skip.contains(group) {
+                continue;
+            }
+            skip.insert(group.clone());
+            // Like SQS, fill the batch from one group before the next.
+            for seq in m.group(group) {
+                if out.len() >= max {
+                    break;
+                }
+                let taken = take(
+                    conn,
+                    name,
+                    (seq, group),
+                    &q,
+                    redrive.as_ref(),
+                    (visibility_ms, now),
+                    &mut changes,
+                )?;
+                match taken {
+                    Taken::Message(msg) => out.push(*msg),
+                    Taken::Moved => moved += 1,
+                    Taken::Gone => {}
+                }
+            }
         }
     }
+    // Every statement succeeded: the index takes the changes on.
+    index.apply(changes);
     let next_visible_ms = if out.is_empty() {
-        conn.prepare_cached(
-            "SELECT MIN(invisible_until_ms) FROM queue_messages
-             WHERE queue = ?1 AND invisible_until_ms > ?2",
-        )
-        .and_then(|mut s| s.query_row(params![name, now], |r| r.get(0)))
-        .map_err(sql)?
+        index.queue(name).and_then(|m| m.next_visible(now))
     } else {
         None
     };
@@ -188,98 +164,125 @@ pub(super) fn receive_tx(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn take_from_group(
+/// What became of one message a receive looked at.
+enum Taken {
+    /// Received: hidden, with a new receipt handle.
+    Message(Box<QueueMessage>),
+    /// Moved to the dead-letter queue.
+    Moved,
+    /// Past retention and deleted, or not there.
+    Gone,
+}
+
+/// Receives message `seq` of `group`, or moves or deletes it when the queue's
+/// settings say so; the index changes go to `changes`.
+fn take(
     conn: &Connection,
     name: &str,
-    group: &str,
+    (seq, group): (i64, &Arc<str>),
     q: &QueueRow,
     redrive: Option<&(String, i64)>,
-    (max, visibility_ms, now): (usize, i64, i64),
-    out: &mut Vec<QueueMessage>,
-    moved: &mut usize,
-) -> Result<()> {
+    (visibility_ms, now): (i64, i64),
+    changes: &mut Vec<Change>,
+) -> Result<Taken> {
     const OP: &str = "embedded.ReceiveMessage";
     let sql = |e| sql_error(OP, e);
-    type Row = (i64, String, String, String, String, i64, i64);
-    let mut after_seq = 0_i64;
-    while out.len() < max {
-        let want = max - out.len();
-        let rows: Vec<Row> = conn
-            .prepare_cached(
-                "SELECT seq, message_id, dedup_id, body, attributes, receive_count, sent_at_ms
-                 FROM queue_messages WHERE queue = ?1 AND group_id = ?2 AND seq > ?3
-                 ORDER BY seq LIMIT ?4",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![name, group, after_seq, want as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })?
-                .collect()
+    type Row = (String, String, String, String, i64, i64);
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT message_id, dedup_id, body, attributes, receive_count, sent_at_ms
+             FROM queue_messages WHERE seq = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([seq], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
+            .optional()
+        })
+        .map_err(sql)?;
+    let gone = Change::Remove {
+        queue: name.to_owned(),
+        seq,
+    };
+    let Some((message_id, dedup_id, body, attributes, count, sent_at)) = row else {
+        // Not in the table: the index forgets it rather than fail every
+        // receive of the queue (it cannot happen while both are kept equal).
+        tracing::warn!(
+            queue = name,
+            seq,
+            "a queue message in the index is not in the table; dropped from the index"
+        );
+        changes.push(gone);
+        return Ok(Taken::Gone);
+    };
+    if sent_at + q.retention_ms <= now {
+        // Past retention: SQS deletes it rather than delivering it.
+        conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
+            .and_then(|mut s| s.execute([seq]))
             .map_err(sql)?;
-        let exhausted = rows.len() < want;
-        for (seq, message_id, dedup_id, body, attributes, count, sent_at) in rows {
-            after_seq = seq;
-            if sent_at + q.retention_ms <= now {
-                // Past retention: SQS deletes it rather than delivering it.
-                conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")
-                    .and_then(|mut s| s.execute([seq]))
-                    .map_err(sql)?;
-                continue;
-            }
-            if let Some((dlq, _)) = redrive.filter(|(_, m)| count >= *m) {
-                // The receive that would exceed maxReceiveCount moves it instead.
-                // FIFO DLQs restart the retention clock at the move (SQS docs).
-                conn.prepare_cached(
-                    "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body,
-                         attributes, sent_at_ms, receive_count)
-                     SELECT ?1, message_id, group_id, dedup_id, body, attributes, ?2, receive_count
-                     FROM queue_messages WHERE seq = ?3",
-                )
-                .and_then(|mut s| s.execute(params![dlq, now, seq]))
-                .and_then(|_| {
-                    conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
-                        .execute([seq])
-                })
-                .map_err(sql)?;
-                *moved += 1;
-                continue;
-            }
-            let token = new_token();
-            conn.prepare_cached(
-                "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
-                     received_at_ms = ?3, invisible_until_ms = ?4
-                 WHERE seq = ?1",
-            )
-            .and_then(|mut s| s.execute(params![seq, token, now, now + visibility_ms]))
-            .map_err(sql)?;
-            let attributes: BTreeMap<String, String> =
-                serde_json::from_str(&attributes).unwrap_or_default();
-            out.push(QueueMessage {
-                message_id,
-                receipt_handle: format!("{seq}:{token}"),
-                body,
-                group_id: group.to_owned(),
-                dedup_id: Some(dedup_id),
-                receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
-                sent_at_ms: Some(sent_at),
-                attributes,
-            });
-        }
-        if exhausted {
-            break;
-        }
+        changes.push(gone);
+        return Ok(Taken::Gone);
     }
-    Ok(())
+    if let Some((dlq, _)) = redrive.filter(|(_, m)| count >= *m) {
+        // The receive that would exceed maxReceiveCount moves it instead.
+        // FIFO DLQs restart the retention clock at the move (SQS docs).
+        conn.prepare_cached(
+            "INSERT INTO queue_messages (queue, message_id, group_id, dedup_id, body,
+                 attributes, sent_at_ms, receive_count)
+             SELECT ?1, message_id, group_id, dedup_id, body, attributes, ?2, receive_count
+             FROM queue_messages WHERE seq = ?3",
+        )
+        .and_then(|mut s| s.execute(params![dlq, now, seq]))
+        .and_then(|_| {
+            let moved = conn.last_insert_rowid();
+            conn.prepare_cached("DELETE FROM queue_messages WHERE seq = ?1")?
+                .execute([seq])?;
+            Ok(moved)
+        })
+        .map(|moved| {
+            changes.push(gone);
+            changes.push(Change::Insert {
+                queue: dlq.clone(),
+                seq: moved,
+                group: group.clone(),
+            });
+        })
+        .map_err(sql)?;
+        return Ok(Taken::Moved);
+    }
+    let token = new_token();
+    let until_ms = now + visibility_ms;
+    conn.prepare_cached(
+        "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
+             received_at_ms = ?3, invisible_until_ms = ?4
+         WHERE seq = ?1",
+    )
+    .and_then(|mut s| s.execute(params![seq, token, now, until_ms]))
+    .map_err(sql)?;
+    changes.push(Change::Hide {
+        queue: name.to_owned(),
+        seq,
+        until_ms,
+    });
+    let attributes: BTreeMap<String, String> =
+        serde_json::from_str(&attributes).unwrap_or_default();
+    Ok(Taken::Message(Box::new(QueueMessage {
+        message_id,
+        receipt_handle: format!("{seq}:{token}"),
+        body,
+        group_id: group.to_string(),
+        dedup_id: Some(dedup_id),
+        receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
+        sent_at_ms: Some(sent_at),
+        attributes,
+    })))
 }
 
 /// A receipt handle checked against the stored message: its sequence number,
@@ -338,7 +341,7 @@ pub(super) fn change_one(
     handle: &str,
     timeout: Duration,
     now: i64,
-) -> Result<()> {
+) -> Result<Change> {
     if timeout > MAX_VISIBILITY {
         return Err(invalid(op, "VisibilityTimeout must be at most 12 hours"));
     }
@@ -358,14 +361,18 @@ pub(super) fn change_one(
     conn.prepare_cached("UPDATE queue_messages SET invisible_until_ms = ?2 WHERE seq = ?1")
         .and_then(|mut s| s.execute(params![seq, until]))
         .map_err(|e| sql_error(op, e))?;
-    Ok(())
+    Ok(Change::Hide {
+        queue: name.to_owned(),
+        seq,
+        until_ms: until,
+    })
 }
 
 /// Stores a message unless its deduplication id was seen within the window;
 /// returns its message id and whether it is new.
 pub(super) fn send_tx(
     conn: &Connection,
-    dedup: &Mutex<Dedup>,
+    (dedup, index): (&Mutex<Dedup>, &Mutex<QueueIndex>),
     name: &str,
     msg: &OutgoingMessage,
     now: i64,
@@ -416,23 +423,19 @@ pub(super) fn send_tx(
         s.execute(params![name, id, msg.group_id, msg.dedup_id, msg.body, attributes, now])
     })
     .map_err(sql)?;
-    // Last, once nothing can fail: a failed job leaves the lookup as it was.
+    let seq = conn.last_insert_rowid();
+    // Last, once nothing can fail: a failed job leaves both as they were.
     seen.record(key, row, expires);
+    let mut index = lock(index);
+    let group = index
+        .group_name(name, &msg.group_id)
+        .unwrap_or_else(|| msg.group_id.as_str().into());
+    index.apply(vec![Change::Insert {
+        queue: name.to_owned(),
+        seq,
+        group,
+    }]);
     Ok((id, true))
-}
-
-/// How many messages of queue `name` are visible and how many in flight at `now`.
-pub(in crate::backend::embedded) fn depth(
-    conn: &Connection,
-    name: &str,
-    now: i64,
-) -> rusqlite::Result<(i64, i64)> {
-    conn.prepare_cached(
-        "SELECT COUNT(*) FILTER (WHERE invisible_until_ms <= ?2),
-                COUNT(*) FILTER (WHERE invisible_until_ms > ?2)
-         FROM queue_messages WHERE queue = ?1",
-    )
-    .and_then(|mut s| s.query_row(params![name, now], |r| Ok((r.get(0)?, r.get(1)?))))
 }
 
 #[cfg(test)]
