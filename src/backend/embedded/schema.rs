@@ -48,8 +48,13 @@ DROP INDEX IF EXISTS queue_messages_in_flight;";
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// WAL pages between automatic checkpoints (4 KiB each: 40 MB).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// WAL bytes between automatic checkpoints (40 MiB: 40,960 pages of a new
+/// file's 1 KiB, 10,240 of an older file's 4 KiB).
+const WAL_CHECKPOINT_BYTES: i64 = 40 * 1024 * 1024;
+
+/// Page size of a new file (SQLite's default is 4,096). An existing file
+/// keeps the size it was created with: a WAL database cannot change it.
+const NEW_FILE_PAGE_SIZE: i64 = 1024;
 
 /// Bytes the WAL file is truncated to after a checkpoint when it grew larger
 /// (a group commit can take it past the checkpoint size).
@@ -188,6 +193,19 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(err)?;
     if path.is_some() {
+        // 1 KiB pages, set before anything is written (on an existing file
+        // this does nothing). A commit writes every page it changed in full,
+        // and under load most pages a commit changes hold one or two changed
+        // rows (a session's newest history entry, the end of the queue): with
+        // pages a quarter the size, a durable `dev` wrote 12 KB per message
+        // instead of 28 in bench/gateway.sh's sustained run, at 6,398–7,511
+        // against 4,885–6,558 messages/s (docs/benchmarks.md, tenth sitting).
+        // Rows longer
+        // than about 1,000 bytes continue on overflow pages, as longer rows
+        // did on 4 KiB pages. In memory (`--ephemeral`) nothing is written,
+        // and the default stays.
+        conn.pragma_update(None, "page_size", NEW_FILE_PAGE_SIZE)
+            .map_err(err)?;
         // One process owns the file: long polls are woken in-process, and
         // messages in flight at open time belong to a consumer that is gone.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
@@ -207,15 +225,19 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         // already survive). Group commit makes it one sync per batch.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        // Checkpoint every WAL_CHECKPOINT_PAGES (40 MB) instead of SQLite's
-        // 1,000 (4 MB). A checkpoint copies every page the WAL holds into the
-        // database file and syncs it; the pages a busy store changes most (the
-        // ends of the queue's indexes, a session's history) are in every WAL, so
-        // fewer checkpoints write them fewer times: 46–47 KB written per
-        // message instead of 53–55 in bench/gateway.sh's sustained run
-        // (docs/benchmarks.md, ninth sitting). The WAL file keeps the size it
-        // reached, at most about JOURNAL_SIZE_LIMIT after a checkpoint.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+        // Checkpoint every WAL_CHECKPOINT_BYTES (40 MiB) instead of SQLite's
+        // 1,000 pages (4 MB of 4 KiB pages). A checkpoint copies every page
+        // the WAL holds into the database file and syncs it; the pages a busy
+        // store changes most (the end of the queue, a session's history) are
+        // in every WAL, so fewer checkpoints write them fewer times: 46–47 KB
+        // written per message instead of 53–55 in bench/gateway.sh's
+        // sustained run (docs/benchmarks.md, ninth sitting). The WAL file
+        // keeps the size it reached, at most about JOURNAL_SIZE_LIMIT after a
+        // checkpoint.
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_BYTES / page_size)
             .map_err(err)?;
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
             .map_err(err)?;
@@ -382,6 +404,10 @@ mod tests {
             .unwrap();
         }
         let c = open_current(&path, 500);
+        // An existing file keeps its page size; the checkpoint still comes
+        // every 40 MiB of WAL.
+        assert_eq!(count(&c, "PRAGMA page_size"), 4096);
+        assert_eq!(count(&c, "PRAGMA wal_autocheckpoint"), 10 * 1024);
         let old = count(
             &c,
             "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'queue_dedup' OR name = 'queue_dedup_expiry'",
@@ -475,11 +501,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A file store checkpoints its WAL every 10,000 pages (40 MB), not every
-    /// 1,000, and
-    /// truncates a larger WAL file to 64 MiB after a checkpoint.
+    /// A new file store has 1 KiB pages, checkpoints its WAL every 40 MiB
+    /// (not every 1,000 pages) and truncates a larger WAL file to 64 MiB
+    /// after a checkpoint.
     #[test]
-    fn a_file_store_checkpoints_its_wal_every_10_000_pages() {
+    fn a_new_file_store_has_1_kib_pages_and_checkpoints_every_40_mib() {
         let dir = fresh_dir("sb-checkpoint");
         let c = open_blocking(Some(&dir.join("s.sqlite3")), 0).unwrap();
         let pages: i64 = c
@@ -488,7 +514,11 @@ mod tests {
         let limit: i64 = c
             .pragma_query_value(None, "journal_size_limit", |r| r.get(0))
             .unwrap();
-        assert_eq!(pages, 10_000);
+        let page_size: i64 = c
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(page_size, 1024);
+        assert_eq!(pages, 40 * 1024);
         assert_eq!(limit, 64 * 1024 * 1024);
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
