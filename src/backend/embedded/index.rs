@@ -23,6 +23,7 @@
 //! rebuilds the index from the table, which the failed commit left as it was.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -41,6 +42,8 @@ pub(super) struct Messages {
     /// Each group's messages in send order (never empty: a group leaves the
     /// map with its last message).
     groups: HashMap<Arc<str>, VecDeque<i64>>,
+    /// Each group's oldest message: the groups in the order SQS serves them.
+    heads: BTreeMap<i64, Arc<str>>,
     /// `(invisible_until_ms, seq)` of every message received at least once
     /// and not deleted since (the end may be in the past).
     in_flight: BTreeSet<(i64, i64)>,
@@ -152,6 +155,7 @@ impl Messages {
             self.remove(seq);
         }
         let g = self.groups.entry(group.clone()).or_default();
+        let old_head = g.front().copied();
         // In seq order in practice (a send or a move to the dead-letter queue
         // takes a new, higher seq; a load reads in order); kept sorted anyway.
         match g.back() {
@@ -160,6 +164,12 @@ impl Messages {
                 g.insert(at, seq);
             }
             _ => g.push_back(seq),
+        }
+        if g.front() != old_head.as_ref() {
+            if let Some(old) = old_head {
+                self.heads.remove(&old);
+            }
+            self.heads.insert(seq, group.clone());
         }
         self.order.insert(seq, Entry { group, until_ms: 0 });
     }
@@ -188,6 +198,10 @@ impl Messages {
             // Deletes come mostly from the front: the group's oldest first.
             if g.front() == Some(&seq) {
                 g.pop_front();
+                self.heads.remove(&seq);
+                if let Some(&next) = g.front() {
+                    self.heads.insert(next, e.group.clone());
+                }
             } else if let Ok(at) = g.binary_search(&seq) {
                 g.remove(at);
             }
@@ -206,9 +220,20 @@ impl Messages {
             .collect()
     }
 
-    /// The first `limit` messages in send order, with their group.
-    pub(super) fn oldest(&self, limit: usize) -> impl Iterator<Item = (i64, &Arc<str>)> {
-        self.order.iter().take(limit).map(|(s, e)| (*s, &e.group))
+    /// The groups with a message among the first `limit` messages, in the
+    /// order of their oldest message (SQS looks no further for available
+    /// groups). A walk over the groups, not over every message of the first
+    /// `limit`, unless the queue holds more than `limit`.
+    pub(super) fn groups_in_order(&self, limit: usize) -> impl Iterator<Item = &Arc<str>> {
+        let end = if self.order.len() > limit {
+            self.order
+                .keys()
+                .nth(limit)
+                .map_or(Bound::Unbounded, |s| Bound::Excluded(*s))
+        } else {
+            Bound::Unbounded
+        };
+        self.heads.range((Bound::Unbounded, end)).map(|(_, g)| g)
     }
 
     /// The messages of `group` in send order.
@@ -254,6 +279,46 @@ mod tests {
         }
     }
 
+    fn groups(m: &Messages, limit: usize) -> Vec<String> {
+        m.groups_in_order(limit).map(|g| g.to_string()).collect()
+    }
+
+    /// Groups come in the order of their oldest message, and only those with
+    /// a message among the first `limit`.
+    #[test]
+    fn groups_are_served_oldest_first_within_the_scan_limit() {
+        let mut i = QueueIndex::default();
+        i.apply(vec![
+            insert("q", 1, "a"),
+            insert("q", 2, "a"),
+            insert("q", 3, "b"),
+            insert("q", 4, "a"),
+            insert("q", 5, "c"),
+        ]);
+        let m = i.queue("q").unwrap();
+        assert_eq!(groups(m, 10), ["a", "b", "c"]);
+        assert_eq!(groups(m, 3), ["a", "b"], "c is the fifth message");
+        assert_eq!(groups(m, 2), ["a"], "b is the third");
+        // a's first two leave: b is the oldest now, a's next (4) after it.
+        i.apply(vec![
+            Change::Remove {
+                queue: "q".into(),
+                seq: 1,
+            },
+            Change::Remove {
+                queue: "q".into(),
+                seq: 2,
+            },
+        ]);
+        let m = i.queue("q").unwrap();
+        assert_eq!(groups(m, 10), ["b", "a", "c"]);
+        // A message that arrives out of order becomes its group's head.
+        i.apply(vec![insert("q", 0, "c")]);
+        let m = i.queue("q").unwrap();
+        assert_eq!(groups(m, 10), ["c", "b", "a"]);
+        assert_eq!(m.heads.len(), 3, "one head per group");
+    }
+
     #[test]
     fn groups_keep_send_order_and_leave_with_their_last_message() {
         let mut i = QueueIndex::default();
@@ -264,8 +329,7 @@ mod tests {
         ]);
         let m = i.queue("q").unwrap();
         assert_eq!(m.group("a").collect::<Vec<_>>(), [1, 3]);
-        let oldest: Vec<(i64, String)> = m.oldest(2).map(|(s, g)| (s, g.to_string())).collect();
-        assert_eq!(oldest, [(1, "a".to_owned()), (2, "b".to_owned())]);
+        assert_eq!(groups(m, 10), ["a", "b"]);
         assert_eq!(m.depth(0), (3, 0));
 
         // A move from another queue can arrive behind a later seq.

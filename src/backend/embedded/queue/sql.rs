@@ -118,16 +118,15 @@ pub(super) fn receive_tx(
     let mut moved = 0;
     if let Some(m) = index.queue(name) {
         // FIFO: a group with any message in flight returns nothing more.
-        let mut skip = m.held_groups(now);
+        let skip = m.held_groups(now);
         // Groups in the order of their oldest message, as SQS serves them.
-        for (_, group) in m.oldest(GROUP_SCAN_LIMIT) {
+        for group in m.groups_in_order(GROUP_SCAN_LIMIT) {
             if out.len() >= max {
                 break;
             }
             if skip.contains(group) {
                 continue;
             }
-            skip.insert(group.clone());
             // Like SQS, fill the batch from one group before the next.
             for seq in m.group(group) {
                 if out.len() >= max {
