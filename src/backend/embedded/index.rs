@@ -279,6 +279,13 @@ mod tests {
         }
     }
 
+    fn remove(q: &str, seq: i64) -> Change {
+        Change::Remove {
+            queue: q.to_owned(),
+            seq,
+        }
+    }
+
     fn groups(m: &Messages, limit: usize) -> Vec<String> {
         m.groups_in_order(limit).map(|g| g.to_string()).collect()
     }
@@ -300,16 +307,7 @@ mod tests {
         assert_eq!(groups(m, 3), ["a", "b"], "c is the fifth message");
         assert_eq!(groups(m, 2), ["a"], "b is the third");
         // a's first two leave: b is the oldest now, a's next (4) after it.
-        i.apply(vec![
-            Change::Remove {
-                queue: "q".into(),
-                seq: 1,
-            },
-            Change::Remove {
-                queue: "q".into(),
-                seq: 2,
-            },
-        ]);
+        i.apply(vec![remove("q", 1), remove("q", 2)]);
         let m = i.queue("q").unwrap();
         assert_eq!(groups(m, 10), ["b", "a", "c"]);
         // A message that arrives out of order becomes its group's head.
@@ -332,23 +330,14 @@ mod tests {
         assert_eq!(groups(m, 10), ["a", "b"]);
         assert_eq!(m.depth(0), (3, 0));
 
-        // A move from another queue can arrive behind a later seq.
+        // Kept sorted even when one arrives behind a later seq.
         i.apply(vec![insert("q", 0, "a")]);
         assert_eq!(
             i.queue("q").unwrap().group("a").collect::<Vec<_>>(),
             [0, 1, 3]
         );
 
-        i.apply(vec![
-            Change::Remove {
-                queue: "q".into(),
-                seq: 1,
-            },
-            Change::Remove {
-                queue: "q".into(),
-                seq: 2,
-            },
-        ]);
+        i.apply(vec![remove("q", 1), remove("q", 2)]);
         let m = i.queue("q").unwrap();
         assert_eq!(m.group("a").collect::<Vec<_>>(), [0, 3]);
         assert_eq!(m.group("b").count(), 0);
@@ -388,10 +377,7 @@ mod tests {
         let m = i.queue("q").unwrap();
         assert_eq!(m.next_visible(50), Some(300));
         assert_eq!(m.in_flight.len(), 1);
-        i.apply(vec![Change::Remove {
-            queue: "q".into(),
-            seq: 1,
-        }]);
+        i.apply(vec![remove("q", 1)]);
         let m = i.queue("q").unwrap();
         assert!(m.in_flight.is_empty());
         assert_eq!(m.depth(0), (1, 0));

@@ -6,7 +6,7 @@ mod checks;
 mod settings;
 mod sql;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +28,7 @@ use settings::{MAX_VISIBILITY, MAX_WAIT, invalid, ms};
 use sql::{Received, change_one, check_handle, load, receive_tx, send_tx};
 
 /// How many messages of queue `name` are visible and how many in flight at `now`.
-pub(super) fn depth(index: &std::sync::Mutex<QueueIndex>, name: &str, now: i64) -> (u64, u64) {
+pub(super) fn depth(index: &Mutex<QueueIndex>, name: &str, now: i64) -> (u64, u64) {
     lock(index).queue(name).map_or((0, 0), |m| m.depth(now))
 }
 
