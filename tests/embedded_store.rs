@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use switchboard::backend::embedded::{EmbeddedStore, Sweep};
 use switchboard::backend::{
-    Connection, Connections, ErrorKind, Messages, OutgoingMessage, Position, Queue, QueueMessage,
-    ReceiveRequest, StoredMessage,
+    Appended, Connection, Connections, ErrorKind, Messages, OutgoingMessage, Position, Queue,
+    QueueMessage, ReceiveRequest, StoredMessage,
 };
 use switchboard::envelope::Sender;
 use switchboard::ops::migrate::Names;
@@ -283,6 +283,59 @@ async fn messages_are_stored_once_and_read_newest_n_oldest_first() {
     };
     let err = m.put_if_absent(&huge).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Validation, "{err}");
+}
+
+/// A resume reads back from the session's newest message and stops at the
+/// first `seq` at or below the one asked for (no index on `seq`): it gets
+/// the newest live messages above it, oldest first, skips expired ones and
+/// other sessions', and never reaches a message stored without a `seq`.
+#[tokio::test]
+async fn a_resume_reads_the_newest_live_messages_above_its_seq() {
+    let store = EmbeddedStore::in_memory().await.unwrap();
+    let m = store.messages("msgs");
+    let (later, past) = (wall_secs() + 3600, wall_secs() - 10);
+    // Stored before sequence numbers existed: no seq.
+    assert!(
+        m.put_if_absent(&stored("r", "legacy", 500, later))
+            .await
+            .unwrap()
+    );
+    // 2 and 5 are past their TTL; 4 was received before 3 (another
+    // gateway's clock) and still goes after it, with the next seq.
+    let received = [1_000, 2_000, 3_000, 2_500, 4_000, 5_000];
+    for (i, at) in received.iter().enumerate() {
+        let n = i as u64 + 1;
+        let expires = if n == 2 || n == 5 { past } else { later };
+        let got = m
+            .append(stored("r", &format!("m{n}"), *at, expires))
+            .await
+            .unwrap();
+        assert_eq!(got, Appended::Stored(n));
+        m.append(stored("other", &format!("o{n}"), *at, later))
+            .await
+            .unwrap();
+    }
+    let read = |since, max| {
+        let m = m.clone();
+        async move {
+            let r = m.since_seq("r", since, max).await.unwrap();
+            let got: Vec<_> = r.messages.iter().map(|s| (s.seq, s.id.clone())).collect();
+            (r.last_seq, got)
+        }
+    };
+    let seqs = |v: &[u64]| {
+        v.iter()
+            .map(|n| (Some(*n), format!("m{n}")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read(0, 10).await, (6, seqs(&[1, 3, 4, 6])));
+    assert_eq!(read(3, 10).await, (6, seqs(&[4, 6])));
+    assert_eq!(read(0, 2).await, (6, seqs(&[4, 6])), "the newest two");
+    assert_eq!(read(5, 10).await, (6, seqs(&[6])));
+    assert_eq!(read(6, 10).await, (6, seqs(&[])));
+    assert_eq!(read(0, 0).await, (6, seqs(&[])));
+    let r = m.since_seq("nobody", 0, 10).await.unwrap();
+    assert_eq!((r.last_seq, r.messages.len()), (0, 0));
 }
 
 #[tokio::test]

@@ -23,8 +23,10 @@ pub(super) const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// sequence numbers (`stored_messages.seq`, `message_seqs`); 3 replaced the
 /// `queue_dedup` table (keyed by id) by `queue_dedup_log` (in send order;
 /// the lookup is in memory, see `dedup`); 4 dropped the three indexes of
-/// `queue_messages` (kept in memory, see `index`).
-const SCHEMA_VERSION: i64 = 4;
+/// `queue_messages` (kept in memory, see `index`); 5 dropped
+/// `stored_messages_by_seq` (a resume walks the session's history back from
+/// its newest message, as on DynamoDB).
+const SCHEMA_VERSION: i64 = 5;
 
 /// From schema 1 to 2, run before [`SCHEMA`] on a file written by version 1
 /// (whose `stored_messages` already exists without `seq`).
@@ -44,6 +46,11 @@ const MIGRATE_3_TO_4: &str = "
 DROP INDEX IF EXISTS queue_messages_by_group;
 DROP INDEX IF EXISTS queue_messages_order;
 DROP INDEX IF EXISTS queue_messages_in_flight;";
+
+/// From schema 4 (or earlier) to 5: no index on `stored_messages.seq` (the
+/// session's messages are in seq order by their sort key already). Harmless
+/// on a new file.
+const MIGRATE_4_TO_5: &str = "DROP INDEX IF EXISTS stored_messages_by_seq;";
 
 /// How long opening waits for another process to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -138,8 +145,6 @@ CREATE TABLE IF NOT EXISTS stored_messages (
     PRIMARY KEY (tbl, session_id, sk)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS stored_messages_expiry ON stored_messages (expires_at);
-CREATE INDEX IF NOT EXISTS stored_messages_by_seq ON stored_messages (tbl, session_id, seq)
-    WHERE seq IS NOT NULL;
 
 -- The last seq assigned per session (DynamoDB: the `~seq` counter item). Never
 -- swept: a seq is never handed out twice, even after every message expired.
@@ -264,7 +269,7 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         .map_err(err)?;
     let dedup_upgrade = if old_dedup { MIGRATE_2_TO_3 } else { "" };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} {dedup_upgrade} {MIGRATE_3_TO_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} {dedup_upgrade} {MIGRATE_3_TO_4} {MIGRATE_4_TO_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(err)?;
     recover(&conn, now_ms).map_err(err)?;
@@ -458,6 +463,35 @@ mod tests {
         assert_eq!(indexes, 0);
         let index = QueueIndex::load(&c).unwrap();
         assert_eq!(index.queue("q").map(|m| m.depth(0)), Some((1, 0)));
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Schema 4's index on `stored_messages.seq` is dropped (a resume walks
+    /// the history by sort key); the messages and their seqs stay.
+    #[test]
+    fn a_version_4_file_loses_its_seq_index() {
+        let dir = fresh_dir("sb-schema-v4");
+        let path = dir.join("v4.sqlite3");
+        {
+            let c = open_blocking(Some(&path), 0).unwrap();
+            c.execute_batch(
+                "CREATE INDEX stored_messages_by_seq ON stored_messages (tbl, session_id, seq)
+                     WHERE seq IS NOT NULL;
+                 INSERT INTO stored_messages (tbl, session_id, sk, id, action, sender,
+                     received_at, payload, expires_at, seq)
+                     VALUES ('t', 's', '0000000000001#a', 'a', 'sendMessage', '{}', 1, 'null', 99, 1);
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let c = open_current(&path, 0);
+        let indexes = count(
+            &c,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'stored_messages_by_seq'",
+        );
+        assert_eq!(indexes, 0);
+        assert_eq!(count(&c, "SELECT seq FROM stored_messages"), 1);
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }

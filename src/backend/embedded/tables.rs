@@ -495,24 +495,39 @@ impl Messages for EmbeddedMessages {
             session_id.to_owned(),
             now_secs(&self.db),
         );
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         self.db
             .call(OP, move |sql| {
                 let last = last_seq(sql, OP, &table, &session)?;
-                let rows: Vec<Result<StoredMessage>> = sql
+                let mut messages = Vec::new();
+                // As on DynamoDB: seq grows with the sort key (a message is
+                // placed after every message of its session), so the ones
+                // above `since` are the newest; walk back from the newest and
+                // stop at the first at or below it (or without one: stored
+                // before sequence numbers existed). No index on seq to keep
+                // up on every write.
+                let mut stmt = sql
                     .prepare_cached(&format!(
                         "SELECT {STORED_COLUMNS} FROM stored_messages
-                         WHERE tbl = ?1 AND session_id = ?2 AND seq > ?3 AND expires_at >= ?4
-                         ORDER BY seq DESC LIMIT ?5"
+                         WHERE tbl = ?1 AND session_id = ?2
+                         ORDER BY sk DESC"
                     ))
-                    .and_then(|mut s| {
-                        s.query_map(params![table, session, since as i64, now, limit], |r| {
-                            stored_of(OP, r)
-                        })?
-                        .collect()
-                    })
                     .map_err(|e| sql_error(OP, e))?;
-                let mut messages = rows.into_iter().collect::<Result<Vec<_>>>()?;
+                let mut rows = stmt
+                    .query(params![table, session])
+                    .map_err(|e| sql_error(OP, e))?;
+                while messages.len() < max {
+                    let Some(row) = rows.next().map_err(|e| sql_error(OP, e))? else {
+                        break;
+                    };
+                    match row.get::<_, Option<i64>>(8).map_err(|e| sql_error(OP, e))? {
+                        Some(seq) if seq > since as i64 => {}
+                        _ => break,
+                    }
+                    let expires_at: i64 = row.get(6).map_err(|e| sql_error(OP, e))?;
+                    if expires_at >= now {
+                        messages.push(stored_of(OP, row).map_err(|e| sql_error(OP, e))??);
+                    }
+                }
                 messages.reverse();
                 Ok(Resumable {
                     last_seq: last,
