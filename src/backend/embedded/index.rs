@@ -84,23 +84,16 @@ impl QueueIndex {
             "SELECT seq, queue, group_id, invisible_until_ms FROM queue_messages ORDER BY seq",
         )?;
         let mut rows = s.query([])?;
-        // One shared name per group, not one per message.
-        let mut names: HashMap<(String, String), Arc<str>> = HashMap::new();
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
             let queue: String = r.get(1)?;
             let group: String = r.get(2)?;
             let until_ms: i64 = r.get(3)?;
-            let key = (queue, group);
-            let group = match names.get(&key) {
-                Some(g) => g.clone(),
-                None => {
-                    let g: Arc<str> = key.1.as_str().into();
-                    names.insert(key.clone(), g.clone());
-                    g
-                }
-            };
-            let m = index.queue_mut(&key.0);
+            // One shared name per group, not one per message.
+            let group = index
+                .group_name(&queue, &group)
+                .unwrap_or_else(|| group.as_str().into());
+            let m = index.queue_mut(&queue);
             m.insert(seq, group);
             if until_ms > 0 {
                 m.hide(seq, until_ms);
@@ -411,6 +404,10 @@ mod tests {
         let i = QueueIndex::load(&conn).unwrap();
         let q = i.queue("q").unwrap();
         assert_eq!(q.group("a").collect::<Vec<_>>(), [1, 3]);
+        assert!(
+            Arc::ptr_eq(&q.order[&1].group, &q.order[&3].group),
+            "one shared name per group"
+        );
         assert_eq!(q.depth(100), (2, 1));
         assert_eq!(i.queue("dlq").unwrap().depth(0), (1, 0));
         assert!(i.queue("none").is_none());
