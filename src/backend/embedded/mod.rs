@@ -15,6 +15,8 @@
 //!   cursors, conditional writes and TTL of the tables in `migrations/`.
 //! - `inspect`: what the `dev` console shows (queue depths, dead letters
 //!   looked at in place, every connection and session).
+//! - `walbuf`: the VFS a file store is opened with, which writes each
+//!   commit's WAL frames in one write instead of two per frame.
 //!
 //! Durability: WAL journal, `synchronous = FULL`, and every call answers only
 //! after its transaction committed. `docs/embedded.md` has the details and the
@@ -29,6 +31,7 @@ mod migrate;
 mod queue;
 mod schema;
 mod tables;
+mod walbuf;
 
 pub use inspect::{GroupBacklog, PeekedMessage, QueueDepth, SessionSummary};
 pub use migrate::Migrated;

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
 
 use super::dedup::Dedup;
 use super::error::sql_error;
 use super::index::{Change, QueueIndex};
+use super::walbuf;
 use crate::backend::{BackendError, ErrorKind, Result};
 use crate::sync::lock;
 
@@ -172,6 +173,12 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         err
     };
     let conn = match path {
+        // Each commit's WAL frames in one write (see `walbuf`); the default
+        // VFS if it cannot be registered, which only costs the speed.
+        Some(p) if walbuf::register() => {
+            Connection::open_with_flags_and_vfs(p, OpenFlags::default(), walbuf::NAME)
+                .map_err(err)?
+        }
         Some(p) => Connection::open(p).map_err(err)?,
         None => Connection::open_in_memory().map_err(err)?,
     };
@@ -205,9 +212,8 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         // pages a quarter the size, a durable `dev` wrote 12 KB per message
         // instead of 28 in bench/gateway.sh's sustained run, at 6,398–7,511
         // against 4,885–6,558 messages/s (docs/benchmarks.md, tenth sitting).
-        // Rows longer
-        // than about 1,000 bytes continue on overflow pages, as longer rows
-        // did on 4 KiB pages. In memory (`--ephemeral`) nothing is written,
+        // Rows longer than about 1,000 bytes continue on overflow pages, as
+        // longer rows did on 4 KiB pages. In memory (`--ephemeral`) nothing is written,
         // and the default stays.
         conn.pragma_update(None, "page_size", NEW_FILE_PAGE_SIZE)
             .map_err(err)?;
