@@ -213,8 +213,8 @@ pub(super) fn open_blocking(path: Option<&Path>, now_ms: i64) -> Result<Connecti
         // instead of 28 in bench/gateway.sh's sustained run, at 6,398–7,511
         // against 4,885–6,558 messages/s (docs/benchmarks.md, tenth sitting).
         // Rows longer than about 1,000 bytes continue on overflow pages, as
-        // longer rows did on 4 KiB pages. In memory (`--ephemeral`) nothing is written,
-        // and the default stays.
+        // longer rows did on 4 KiB pages. In memory (`--ephemeral`) nothing
+        // is written, and the default stays.
         conn.pragma_update(None, "page_size", NEW_FILE_PAGE_SIZE)
             .map_err(err)?;
         // One process owns the file: long polls are woken in-process, and

@@ -193,7 +193,11 @@ unsafe extern "C" fn write(
     unsafe {
         let w = &mut *f.cast::<WalFile>();
         let end = w.start + w.buf.len() as i64;
-        let amt = usize::try_from(amt).unwrap_or(0);
+        let amt = match usize::try_from(amt) {
+            // Nothing to write (and `data` may then be null).
+            Ok(0) | Err(_) => return ffi::SQLITE_OK,
+            Ok(n) => n,
+        };
         if !w.buf.is_empty() && (offset != end || w.buf.len() + amt > LIMIT) {
             let rc = flush(f);
             if rc != ffi::SQLITE_OK {
